@@ -1,0 +1,33 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from todo_project.auth import issue_token
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    text = text.strip().lower()
+    unit = text[-1] if text and text[-1] in _UNITS else "s"
+    number = text[:-1] if text and text[-1] in _UNITS else text
+    if not number.isdigit() or int(number) <= 0:
+        raise CommandError(f"--ttl must look like 3600, 30m, 12h or 7d; got {text!r}")
+    return int(number) * _UNITS[unit]
+
+
+class Command(BaseCommand):
+    help = "Print a JWT for a user id that this deployment accepts (development and tests)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("user_id")
+        parser.add_argument(
+            "--ttl", default="1h", help="Lifetime: seconds, or 30m / 12h / 7d (default 1h)."
+        )
+
+    def handle(self, *args, user_id: str, ttl: str, **options):
+        if not user_id.strip() or len(user_id) > 128:
+            raise CommandError("user_id must be 1-128 characters.")
+        try:
+            token = issue_token(user_id, ttl_seconds=parse_ttl(ttl))
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(token)

@@ -1,0 +1,174 @@
+"""Reads of tasks, always scoped to one user: search, filter, sort, paginate."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from tasks.errors import TaskNotFound, TaskValidationError
+from tasks.models import SEARCH_CONFIG, Priority, Task
+from tasks.representation import REPRESENTATION_FIELDS
+
+STATUSES = ("all", "pending", "completed")
+DUE_WINDOWS = ("overdue", "today", "this_week", "this_month", "none")
+ORDERINGS = {
+    "due_date": "due_at",
+    "priority": "priority",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "title": "title",
+    "relevance": "relevance",
+}
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 50
+MAX_QUERY_LENGTH = 200
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    q: str = ""
+    status: str = "all"
+    priorities: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    tags_mode: str = "all"
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    due: str | None = None
+    timezone: str = "UTC"
+    ordering: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+def task_get_for_user(*, user_id: str, task_id: int) -> Task:
+    try:
+        return Task.objects.only(*REPRESENTATION_FIELDS).get(pk=task_id, user_id=user_id)
+    except (Task.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise TaskNotFound(task_id) from None
+
+
+def build_search_query(text: str) -> SearchQuery | None:
+    """Web-search syntax (quotes, ``or``, ``-word``), with the last bare word also matched as a
+    prefix so that ``meet`` finds "meeting" while typing. Prefixes go through a sanitiser, so
+    tsquery syntax in user input can never reach ``to_tsquery``."""
+    text = text.strip()
+    if not text:
+        return None
+    query = SearchQuery(text, search_type="websearch", config=SEARCH_CONFIG)
+    tail = text.split()[-1]
+    words = _WORD.findall(tail)
+    bare = tail.isalnum() and not text.rstrip().endswith('"')
+    if bare and len(words) == 1 and len(words[0]) >= 2:
+        head = text[: len(text.rstrip()) - len(tail)].strip()
+        prefix = words[0].lower()
+        as_prefix = SearchQuery(
+            f"{prefix}:*", search_type="raw", config=SEARCH_CONFIG
+        ) | SearchQuery(f"{prefix}:*", search_type="raw", config="simple")
+        if head:
+            return SearchQuery(head, search_type="websearch", config=SEARCH_CONFIG) & as_prefix
+        return as_prefix
+    return query
+
+
+def _due_window(name: str, tz_name: str, now: datetime) -> Q:
+    if name == "none":
+        return Q(due_at__isnull=True)
+    if name == "overdue":
+        return Q(due_at__lt=now, completed=False)
+    local = now.astimezone(ZoneInfo(tz_name))
+    start_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if name == "today":
+        start, end = start_of_day, start_of_day + timedelta(days=1)
+    elif name == "this_week":
+        start = start_of_day - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    else:  # this_month
+        start = start_of_day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    # Re-attach the zone after date arithmetic so DST shifts land on local midnight.
+    zone = ZoneInfo(tz_name)
+    start = start.replace(tzinfo=None).replace(tzinfo=zone)
+    end = end.replace(tzinfo=None).replace(tzinfo=zone)
+    return Q(due_at__gte=start, due_at__lt=end)
+
+
+def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
+    terms = ordering or (("relevance",) if searching else ("-created_at",))
+    order: list = []
+    last_descending = True
+    for term in terms:
+        descending = term.startswith("-")
+        name = term.lstrip("-")
+        column = ORDERINGS[name]
+        if column == "relevance":
+            # Most relevant first; "-relevance" reads the same (it is a score).
+            order.append(F("relevance").desc())
+            descending = True
+        else:
+            expr = F(column)
+            order.append(expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True))
+        last_descending = descending
+    order.append(F("id").desc() if last_descending else F("id").asc())
+    return order
+
+
+def task_queryset_for_user(*, user_id: str, filters: TaskFilters) -> QuerySet[Task]:
+    qs = Task.objects.filter(user_id=user_id)
+    search = build_search_query(filters.q) if filters.q else None
+    if search is not None:
+        qs = qs.filter(search_vector=search).annotate(
+            relevance=SearchRank(F("search_vector"), search, cover_density=True)
+        )
+    elif "relevance" in {term.lstrip("-") for term in filters.ordering}:
+        raise TaskValidationError(
+            "Ordering by relevance needs a search (q).", field="ordering", code="invalid_choice"
+        )
+    if filters.status == "pending":
+        qs = qs.filter(completed=False)
+    elif filters.status == "completed":
+        qs = qs.filter(completed=True)
+    if filters.priorities:
+        values = [Priority.from_label(label).value for label in filters.priorities]
+        qs = qs.filter(priority=values[0]) if len(values) == 1 else qs.filter(priority__in=values)
+    if filters.tags:
+        if filters.tags_mode == "any":
+            any_tag = Q()
+            for tag in filters.tags:
+                any_tag |= Q(tags_folded__contains=[tag.lower()])
+            qs = qs.filter(any_tag)
+        else:
+            qs = qs.filter(tags_folded__contains=[tag.lower() for tag in filters.tags])
+    if filters.due_before is not None:
+        qs = qs.filter(due_at__lt=filters.due_before)
+    if filters.due_after is not None:
+        qs = qs.filter(due_at__gte=filters.due_after)
+    if filters.due:
+        qs = qs.filter(_due_window(filters.due, filters.timezone, timezone.now()))
+    return qs.only(*REPRESENTATION_FIELDS).order_by(
+        *_order_by(filters.ordering, search is not None)
+    )
+
+
+def task_list_for_user(
+    *, user_id: str, filters: TaskFilters, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> TaskPage:
+    qs = task_queryset_for_user(user_id=user_id, filters=filters)
+    tasks = list(qs[offset : offset + limit])
+    if len(tasks) < limit and (tasks or offset == 0):
+        total = offset + len(tasks)
+    else:
+        total = qs.order_by().count()
+    return TaskPage(tasks=tasks, total=total, limit=limit, offset=offset)

@@ -1,0 +1,340 @@
+"""The only code that writes tasks.
+
+Each function runs in one transaction: it takes the user's lock, validates, writes the row with
+``update_fields`` and announces the change with ``task_changed``; the receiver in ``events``
+records the event in the same transaction. Surfaces (REST, MCP, admin, consumers, commands)
+call these and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tasks.errors import TaskConflict, TaskNotFound, TaskValidationError, VersionConflict
+from tasks.locking import lock_user
+from tasks.models import Task
+from tasks.representation import task_to_dict
+from tasks.signals import TaskChange, task_changed
+from tasks.validation import (
+    clean_description,
+    clean_due,
+    clean_priority,
+    clean_recurrence,
+    clean_reminder,
+    clean_tags,
+    clean_timezone,
+    clean_title,
+    recurrence_text,
+)
+from tasks.write_guard import allow_task_writes
+
+# Representation name -> model fields it is stored in.
+EDITABLE_FIELDS = (
+    "title",
+    "description",
+    "priority",
+    "tags",
+    "due_date",
+    "reminder_time",
+    "recurrence_pattern",
+    "timezone",
+    "completed",
+)
+
+
+def _announce(change: TaskChange) -> None:
+    task_changed.send(sender=Task, change=change)
+
+
+def _check_reminder_not_past(
+    *, remind_at: datetime | None, due_at: datetime | None, now: datetime
+) -> None:
+    """A reminder already in the past is a mistake, unless the task is itself overdue."""
+    if remind_at is None or remind_at > now:
+        return
+    if due_at is not None and due_at <= now:
+        return
+    raise TaskValidationError(
+        "The reminder time is already in the past.", field="reminder_time", code="in_past"
+    )
+
+
+def _require_due_for_recurrence(rule_text: str, due_at: datetime | None) -> None:
+    if rule_text != "none" and due_at is None:
+        raise TaskValidationError(
+            "A recurring task needs a due date.", field="due_date", code="due_date_required"
+        )
+
+
+def _locked_task(*, user_id: str, task_id: int) -> Task:
+    try:
+        return Task.objects.select_for_update().get(pk=task_id, user_id=user_id)
+    except (Task.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise TaskNotFound(task_id) from None
+
+
+def _check_version(task: Task, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != task.version:
+        raise VersionConflict(expected=expected_version, actual=task.version)
+
+
+def task_create(
+    *,
+    user_id: str,
+    title: str,
+    description: str | None = "",
+    priority: str = "medium",
+    tags: list[str] | None = None,
+    due_date: datetime | str | None = None,
+    reminder_time: str | datetime | timedelta | None = None,
+    recurrence_pattern: str | dict | None = None,
+    timezone_name: str | None = "UTC",
+    series_id: uuid.UUID | None = None,
+    series_anchor: datetime | None = None,
+    series_index: int = 0,
+    check_reminder_in_past: bool = True,
+) -> Task:
+    """Create a task. ``series_*`` are for the next instance of a recurring series; a second
+    instance with the same series and due time raises ``TaskConflict(code="duplicate_instance")``."""
+    if not user_id or not isinstance(user_id, str):
+        raise TaskValidationError("A task needs an owner.", field="user_id", code="required")
+    tz_name = clean_timezone(timezone_name)
+    due_at = clean_due(due_date, tz_name=tz_name)
+    offset, remind_at = clean_reminder(reminder_time, due_at=due_at, tz_name=tz_name)
+    rule = clean_recurrence(recurrence_pattern)
+    rule_text = recurrence_text(rule)
+    _require_due_for_recurrence(rule_text, due_at)
+    now = timezone.now()
+    if check_reminder_in_past:
+        _check_reminder_not_past(remind_at=remind_at, due_at=due_at, now=now)
+    task = Task(
+        user_id=user_id,
+        title=clean_title(title),
+        description=clean_description(description),
+        priority=clean_priority(priority),
+        tags=clean_tags(tags),
+        due_at=due_at,
+        reminder_offset=offset,
+        remind_at=remind_at,
+        recurrence_rule=rule_text,
+        timezone=tz_name,
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    if rule_text != "none":
+        task.series_id = series_id or uuid.uuid4()
+        task.series_anchor = series_anchor or due_at
+        task.series_index = series_index
+    with transaction.atomic():
+        lock_user(user_id)
+        try:
+            with transaction.atomic(), allow_task_writes():
+                task.save(force_insert=True)
+        except IntegrityError as exc:
+            if "task_one_instance_per_series_due" in str(exc):
+                raise TaskConflict(
+                    "This series already has an instance due at that time.",
+                    field="due_date",
+                    code="duplicate_instance",
+                ) from None
+            raise
+        _announce(
+            TaskChange(action="created", task=task, user_id=user_id, snapshot=task_to_dict(task))
+        )
+    return task
+
+
+def task_update(
+    *,
+    user_id: str,
+    task_id: int,
+    changes: dict[str, Any],
+    expected_version: int | None = None,
+) -> tuple[Task, tuple[str, ...]]:
+    """Apply a partial change (representation field names). Returns the task and the names of
+    the fields whose value changed. A change of ``completed`` is announced as completed/reopened;
+    a change that changes nothing writes nothing and announces nothing."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise TaskValidationError(
+            f"Unknown or read-only field: {field}.", field=field, code="unknown_field"
+        )
+    with transaction.atomic():
+        lock_user(user_id)
+        task = _locked_task(user_id=user_id, task_id=task_id)
+        _check_version(task, expected_version)
+        before = task_to_dict(task)
+        now = timezone.now()
+        _apply_changes(task, changes, now=now)
+        after = task_to_dict(task)
+        changed = tuple(
+            name
+            for name in (*EDITABLE_FIELDS, "remind_at", "completed_at")
+            if before[name] != after[name]
+        )
+        if not changed:
+            return task, ()
+        task.updated_at = now
+        task.version = task.version + 1
+        with allow_task_writes():
+            try:
+                with transaction.atomic():
+                    task.save(update_fields=[*_model_fields(changed), "updated_at", "version"])
+            except IntegrityError as exc:
+                if "task_one_instance_per_series_due" in str(exc):
+                    raise TaskConflict(
+                        "This series already has an instance due at that time.",
+                        field="due_date",
+                        code="duplicate_instance",
+                    ) from None
+                raise
+        action = "updated"
+        if "completed" in changed:
+            action = "completed" if task.completed else "reopened"
+        _announce(
+            TaskChange(
+                action=action,
+                task=task,
+                user_id=user_id,
+                snapshot=task_to_dict(task),
+                changed_fields=changed,
+                previous={name: before[name] for name in changed},
+            )
+        )
+    return task, changed
+
+
+_MODEL_FIELDS = {
+    "title": ("title",),
+    "description": ("description",),
+    "priority": ("priority",),
+    "tags": ("tags",),
+    "due_date": ("due_at",),
+    "reminder_time": ("reminder_offset", "remind_at"),
+    "remind_at": ("remind_at",),
+    "recurrence_pattern": ("recurrence_rule", "series_id", "series_anchor", "series_index"),
+    "timezone": ("timezone",),
+    "completed": ("completed", "completed_at"),
+    "completed_at": ("completed_at",),
+}
+
+
+def _model_fields(changed: tuple[str, ...]) -> list[str]:
+    fields: list[str] = []
+    for name in changed:
+        for model_field in _MODEL_FIELDS[name]:
+            if model_field not in fields:
+                fields.append(model_field)
+    return fields
+
+
+def _apply_changes(task: Task, changes: dict[str, Any], *, now: datetime) -> None:
+    if "timezone" in changes:
+        task.timezone = clean_timezone(changes["timezone"])
+    if "title" in changes:
+        task.title = clean_title(changes["title"])
+    if "description" in changes:
+        task.description = clean_description(changes["description"])
+    if "priority" in changes:
+        task.priority = clean_priority(changes["priority"])
+    if "tags" in changes:
+        task.tags = clean_tags(changes["tags"])
+    due_changed = False
+    if "due_date" in changes:
+        new_due = clean_due(changes["due_date"], tz_name=task.timezone)
+        due_changed = new_due != task.due_at
+        task.due_at = new_due
+    if "reminder_time" in changes:
+        previous_remind_at = task.remind_at
+        task.reminder_offset, task.remind_at = clean_reminder(
+            changes["reminder_time"], due_at=task.due_at, tz_name=task.timezone
+        )
+        if task.remind_at != previous_remind_at:
+            _check_reminder_not_past(remind_at=task.remind_at, due_at=task.due_at, now=now)
+    elif due_changed and task.reminder_offset is not None:
+        if task.due_at is None:
+            task.reminder_offset, task.remind_at = None, None
+        else:
+            task.remind_at = task.due_at - task.reminder_offset
+    if "recurrence_pattern" in changes:
+        rule_text = recurrence_text(clean_recurrence(changes["recurrence_pattern"]))
+        if rule_text != task.recurrence_rule:
+            task.recurrence_rule = rule_text
+            if rule_text == "none":
+                task.series_id, task.series_anchor, task.series_index = None, None, 0
+            elif task.series_id is None:
+                task.series_id, task.series_anchor, task.series_index = uuid.uuid4(), task.due_at, 0
+            else:
+                # A new rule restarts the series from this instance.
+                task.series_anchor, task.series_index = task.due_at, 0
+    elif due_changed and task.series_id is not None and task.series_index == 0:
+        # Moving the first instance moves the series.
+        task.series_anchor = task.due_at
+    _require_due_for_recurrence(task.recurrence_rule, task.due_at)
+    if "completed" in changes:
+        value = changes["completed"]
+        if not isinstance(value, bool):
+            raise TaskValidationError(
+                "completed must be true or false.", field="completed", code="invalid_type"
+            )
+        if value and not task.completed:
+            task.completed, task.completed_at = True, now
+        elif not value and task.completed:
+            task.completed, task.completed_at = False, None
+
+
+def task_complete(*, user_id: str, task_id: int, expected_version: int | None = None) -> Task:
+    """Mark done. Completing a completed task changes nothing and announces nothing."""
+    task, _ = task_update(
+        user_id=user_id,
+        task_id=task_id,
+        changes={"completed": True},
+        expected_version=expected_version,
+    )
+    return task
+
+
+def task_reopen(*, user_id: str, task_id: int, expected_version: int | None = None) -> Task:
+    task, _ = task_update(
+        user_id=user_id,
+        task_id=task_id,
+        changes={"completed": False},
+        expected_version=expected_version,
+    )
+    return task
+
+
+def task_delete(
+    *,
+    user_id: str,
+    task_id: int,
+    stop_series: bool = False,
+    expected_version: int | None = None,
+) -> dict:
+    """Delete a task; returns its last representation. ``stop_series`` tells the recurrence
+    consumer that the series ends here."""
+    with transaction.atomic():
+        lock_user(user_id)
+        task = _locked_task(user_id=user_id, task_id=task_id)
+        _check_version(task, expected_version)
+        snapshot = task_to_dict(task)
+        with allow_task_writes():
+            task.delete()
+        task.pk = snapshot["id"]
+        _announce(
+            TaskChange(
+                action="deleted",
+                task=task,
+                user_id=user_id,
+                snapshot=snapshot,
+                options={"stop_series": bool(stop_series)},
+            )
+        )
+    return snapshot

