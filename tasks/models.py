@@ -159,7 +159,6 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"{self.title} (#{self.pk})"
 
-
     def save(self, *args, **kwargs):
         assert_writes_allowed()
         super().save(*args, **kwargs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,12 +22,12 @@ ORDERINGS = {
     "created_at": "created_at",
     "updated_at": "updated_at",
     "title": "title",
+    "status": "completed",  # pending (false) first when ascending
     "relevance": "relevance",
 }
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 MAX_QUERY_LENGTH = 200
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -61,25 +60,52 @@ def task_get_for_user(*, user_id: str, task_id: int) -> Task:
 
 
 def build_search_query(text: str) -> SearchQuery | None:
-    """Web-search syntax (quotes, ``or``, ``-word``), with the last bare word also matched as a
-    prefix so that ``meet`` finds "meeting" while typing. Prefixes go through a sanitiser, so
-    tsquery syntax in user input can never reach ``to_tsquery``."""
+    """Web-search syntax (quotes, ``or``, ``-word``). A plain list of words also matches its last
+    word as a prefix, so ``meet`` finds "meeting" while typing. The prefix goes through a
+    sanitiser, so tsquery syntax in user input never reaches ``to_tsquery``."""
     text = text.strip()
     if not text:
         return None
-    query = SearchQuery(text, search_type="websearch", config=SEARCH_CONFIG)
-    tail = text.split()[-1]
-    words = _WORD.findall(tail)
-    bare = tail.isalnum() and not text.rstrip().endswith('"')
-    if bare and len(words) == 1 and len(words[0]) >= 2:
-        head = text[: len(text.rstrip()) - len(tail)].strip()
-        prefix = words[0].lower()
-        as_prefix = SearchQuery(
-            f"{prefix}:*", search_type="raw", config=SEARCH_CONFIG
-        ) | SearchQuery(f"{prefix}:*", search_type="raw", config="simple")
-        if head:
-            return SearchQuery(head, search_type="websearch", config=SEARCH_CONFIG) & as_prefix
-        return as_prefix
+    tokens = text.split()
+    uses_operators = '"' in text or any(t.startswith("-") or t.lower() == "or" for t in tokens)
+    last = tokens[-1]
+    if uses_operators or not last.isalnum() or len(last) < 2:
+        return SearchQuery(text, search_type="websearch", config=SEARCH_CONFIG)
+    as_prefix = _prefix_query(last.lower())
+    head = " ".join(tokens[:-1])
+    if head:
+        return SearchQuery(head, search_type="websearch", config=SEARCH_CONFIG) & as_prefix
+    return as_prefix
+
+
+# Endings that English stemming removes. A typed word that runs past a stem by the start of one
+# of these ("meeti" past "meet" of "meeting") also matches the stem itself.
+_STEM_ENDINGS = (
+    "ing", "ings", "ed", "er", "ers", "es", "ies", "ied", "ly", "ily", "ment", "ments", "ness",
+    "ion", "ions", "ation", "ations", "al", "ally", "ity", "ities", "ive", "ize", "ise", "ful",
+    "able", "s", "y",
+)  # fmt: skip
+
+
+def _stems_typed_past(word: str) -> list[str]:
+    stems = []
+    for cut in range(len(word) - 1, max(2, len(word) - 4) - 1, -1):
+        rest = word[cut:]
+        if rest[0] == word[cut - 1] and len(rest) > 1:
+            rest = rest[1:]  # doubled consonant: "runn" past "run" of "running"
+        if any(ending.startswith(rest) for ending in _STEM_ENDINGS):
+            stems.append(word[:cut])
+    return stems
+
+
+def _prefix_query(word: str) -> SearchQuery:
+    """Words starting with ``word`` (stemmed and as typed), or the stem ``word`` runs past.
+    ``word`` is alphanumeric, so nothing here can be tsquery syntax."""
+    query = SearchQuery(f"{word}:*", search_type="raw", config=SEARCH_CONFIG) | SearchQuery(
+        f"{word}:*", search_type="raw", config="simple"
+    )
+    for stem in _stems_typed_past(word):
+        query |= SearchQuery(stem, search_type="raw", config="simple")
     return query
 
 

@@ -17,7 +17,10 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
     items: list[dict] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = key if not prefix else f"{prefix}.{key}"
+            if isinstance(key, int):
+                name = f"{prefix}[{key}]"
+            else:
+                name = key if not prefix else f"{prefix}.{key}"
             if key == "non_field_errors":
                 name = prefix or None
             items.extend(_flatten(value, name))
