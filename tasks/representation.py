@@ -18,37 +18,39 @@ def iso(value: datetime | None) -> str | None:
 _PRIORITY_LABELS = {member.value: member.label for member in Priority}
 
 
-def task_to_dict(task: Task) -> dict:
+def row_to_dict(row: dict) -> dict:
+    """The representation from a row of ``REPRESENTATION_FIELDS`` (as ``.values()`` gives)."""
+    offset = row["reminder_offset"]
+    series_id = row["series_id"]
     return {
-        "id": task.pk,
-        "title": task.title,
-        "description": task.description,
-        "completed": task.completed,
-        "completed_at": iso(task.completed_at),
-        "priority": _PRIORITY_LABELS[task.priority],
-        "tags": list(task.tags),
-        "due_date": iso(task.due_at),
-        "reminder_time": (
-            format_offset(task.reminder_offset)
-            if task.reminder_offset is not None
-            else iso(task.remind_at)
-        ),
-        "remind_at": iso(task.remind_at),
-        "recurrence_pattern": task.recurrence_rule,
-        "series_id": str(task.series_id) if task.series_id else None,
-        "series_index": task.series_index,
-        "timezone": task.timezone,
-        "created_at": iso(task.created_at),
-        "updated_at": iso(task.updated_at),
-        "version": task.version,
+        "id": row["id"],
+        "title": row["title"],
+        "description": row["description"],
+        "completed": row["completed"],
+        "completed_at": iso(row["completed_at"]),
+        "priority": _PRIORITY_LABELS[row["priority"]],
+        "tags": list(row["tags"]),
+        "due_date": iso(row["due_at"]),
+        "reminder_time": format_offset(offset) if offset is not None else iso(row["remind_at"]),
+        "remind_at": iso(row["remind_at"]),
+        "recurrence_pattern": row["recurrence_rule"],
+        "series_id": str(series_id) if series_id else None,
+        "series_index": row["series_index"],
+        "timezone": row["timezone"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "version": row["version"],
     }
+
+
+def task_to_dict(task: Task) -> dict:
+    return row_to_dict({name: getattr(task, name) for name in REPRESENTATION_FIELDS})
 
 
 # Columns the representation reads; list selectors load only these (the search vector stays
 # in the database).
 REPRESENTATION_FIELDS = (
     "id",
-    "user_id",
     "title",
     "description",
     "completed",

