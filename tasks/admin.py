@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -15,6 +14,7 @@ from tasks import services
 from tasks.errors import TaskError
 from tasks.models import Priority, Task
 from tasks.representation import task_to_dict
+from tasks.validation import check_fields
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -95,9 +95,17 @@ class TaskAdminForm(forms.ModelForm):
             self.fields["reminder"].initial = data["reminder_time"] or ""
             self.fields["user_id"].disabled = True
 
+    _FORM_FIELDS = {"due_date": "due_at", "reminder_time": "reminder", "recurrence_pattern": "recurrence_rule", "priority": "priority_label"}
+
     def _post_clean(self):
         # The services validate and write; the model instance is not saved from the form.
-        pass
+        if self.errors:
+            return
+        try:
+            check_fields(self.to_changes())
+        except TaskError as exc:
+            field = self._FORM_FIELDS.get(exc.field or "", exc.field)
+            self.add_error(field if field in self.fields else None, exc.message)
 
     def to_changes(self) -> dict:
         data = self.cleaned_data
@@ -163,7 +171,9 @@ class TaskAdmin(admin.ModelAdmin):
                 if completed:
                     task = services.task_complete(user_id=task.user_id, task_id=task.pk)
         except TaskError as exc:
-            raise ValidationError(exc.message) from exc
+            # Checked in the form already; what is left is a race (a concurrent change).
+            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
+            return
         obj.pk = task.pk
 
     def delete_model(self, request, obj):

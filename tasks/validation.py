@@ -220,3 +220,22 @@ def format_offset(offset: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds // 60}m"
+
+
+def check_fields(fields: dict) -> None:
+    """Validate a whole set of representation fields without writing (forms that show errors
+    before calling a service). The services run the same checks again when they write."""
+    tz_name = clean_timezone(fields.get("timezone"))
+    if "title" in fields:
+        clean_title(fields["title"])
+    clean_description(fields.get("description"))
+    if "priority" in fields:
+        clean_priority(fields["priority"])
+    clean_tags(fields.get("tags"))
+    due_at = clean_due(fields.get("due_date"), tz_name=tz_name)
+    clean_reminder(fields.get("reminder_time"), due_at=due_at, tz_name=tz_name)
+    rule = clean_recurrence(fields.get("recurrence_pattern"))
+    if rule is not None and due_at is None:
+        raise TaskValidationError(
+            "A recurring task needs a due date.", field="due_date", code="due_date_required"
+        )

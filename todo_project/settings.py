@@ -7,6 +7,7 @@ channel layer, and relay, consumers and reminder scheduler inside the server pro
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from todo_project.env import (
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "channels",
     "todo_project.apps.TodoProjectConfig",
     "tasks.apps.TasksConfig",
+    "events.apps.EventsConfig",
 ]
 
 MIDDLEWARE = [
@@ -101,7 +103,10 @@ if DB_POOL_MAX_SIZE > 0:
 else:
     _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 300)
     _database["CONN_HEALTH_CHECKS"] = True
-_database["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME") or None}
+# One test database per test run, so runs side by side on one server never drop each other's.
+_database["TEST"] = {
+    "NAME": env_str("TEST_DATABASE_NAME") or f"test_{_database['NAME']}_{os.getpid()}"
+}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -188,6 +193,14 @@ EVENTS_BROKER = env_str("EVENTS_BROKER") or (
 )
 RUN_WORKERS_IN_PROCESS = env_bool("RUN_WORKERS_IN_PROCESS", EVENTS_BROKER == "embedded")
 DAPR_PUBSUB_NAME = env_str("DAPR_PUBSUB_NAME", "pubsub")
+# Events (events/conf.py has what each one does).
+EVENTS_RELAY_BATCH_SIZE = env_int("EVENTS_RELAY_BATCH_SIZE", 500)
+EVENTS_RELAY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RELAY_BACKOFF_MAX_SECONDS", 30)
+EVENTS_CONSUMER_BATCH_SIZE = env_int("EVENTS_CONSUMER_BATCH_SIZE", 200)
+EVENTS_CONSUMER_MAX_ATTEMPTS = env_int("EVENTS_CONSUMER_MAX_ATTEMPTS", 5)
+EVENTS_RETRY_MAX_SECONDS = env_int("EVENTS_RETRY_MAX_SECONDS", 5)
+EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 7)
+EVENTS_NOTIFY = env_bool("EVENTS_NOTIFY", True)
 APP_API_TOKEN = env_str("APP_API_TOKEN")
 METRICS_PORT = env_int("METRICS_PORT", 9000)
 MCP_ALLOWED_HOSTS = env_list("MCP_ALLOWED_HOSTS", ["127.0.0.1:*", "localhost:*", "[::1]:*"])
