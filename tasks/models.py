@@ -46,6 +46,14 @@ TAG_MAX_LENGTH = 50
 USER_ID_MAX_LENGTH = 128
 
 
+_LEXICON_FUNC = """
+    INSERT INTO tasks_searchlexeme (user_id, lexeme)
+    SELECT NEW.user_id, word FROM unnest(tsvector_to_array(NEW.search_vector)) AS word
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+"""
+
+
 class Task(models.Model):
     user_id = models.CharField(max_length=USER_ID_MAX_LENGTH)
     title = models.CharField(max_length=TITLE_MAX_LENGTH)
@@ -140,6 +148,22 @@ class Task(models.Model):
         ]
         triggers = [
             pgtrigger.ReadOnly(name="task_user_id_read_only", fields=["user_id"]),
+            # Keep the owner's lexicon (see SearchLexeme) holding every word of their tasks.
+            pgtrigger.Trigger(
+                name="task_lexicon_on_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                func=_LEXICON_FUNC,
+            ),
+            pgtrigger.Trigger(
+                name="task_lexicon_on_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Condition(
+                    "OLD.search_vector IS DISTINCT FROM NEW.search_vector"
+                ),
+                func=_LEXICON_FUNC,
+            ),
             pgtrigger.Trigger(
                 name="task_tags_shape",
                 when=pgtrigger.Before,
@@ -170,3 +194,27 @@ class Task(models.Model):
     @property
     def priority_label(self) -> str:
         return Priority(self.priority).label
+
+
+class SearchLexeme(models.Model):
+    """The words (stemmed lexemes) of one user's tasks, kept by a trigger on ``Task``.
+
+    A prefix search first expands the typed prefix to the user's whole words here, then asks the
+    GIN index for those exact words: a prefix straight on the GIN index would walk every user's
+    words. Words are never removed (a stale one only expands to nothing).
+    """
+
+    user_id = models.CharField(max_length=USER_ID_MAX_LENGTH)
+    lexeme = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "lexeme"],
+                name="search_lexeme_user_word",
+                opclasses=["varchar_pattern_ops", "text_pattern_ops"],
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.lexeme

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.contrib.postgres.search import SearchRank
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from tasks.errors import TaskNotFound, TaskValidationError
-from tasks.models import SEARCH_CONFIG, Priority, Task
+from tasks.models import Priority, Task
 from tasks.representation import REPRESENTATION_FIELDS, row_to_dict
+from tasks.search import build_search_query
 
 STATUSES = ("all", "pending", "completed")
 DUE_WINDOWS = ("overdue", "today", "this_week", "this_month", "none")
@@ -25,6 +26,7 @@ ORDERINGS = {
     "status": "completed",  # pending (false) first when ascending
     "relevance": "relevance",
 }
+NULLABLE_ORDERINGS = {"due_at"}
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 MAX_QUERY_LENGTH = 200
@@ -59,56 +61,6 @@ def task_get_for_user(*, user_id: str, task_id: int) -> Task:
         return Task.objects.only(*REPRESENTATION_FIELDS).get(pk=task_id, user_id=user_id)
     except (Task.DoesNotExist, ValueError, TypeError, OverflowError):
         raise TaskNotFound(task_id) from None
-
-
-def build_search_query(text: str) -> SearchQuery | None:
-    """Web-search syntax (quotes, ``or``, ``-word``). A plain list of words also matches its last
-    word as a prefix, so ``meet`` finds "meeting" while typing. The prefix goes through a
-    sanitiser, so tsquery syntax in user input never reaches ``to_tsquery``."""
-    text = text.strip()
-    if not text:
-        return None
-    tokens = text.split()
-    uses_operators = '"' in text or any(t.startswith("-") or t.lower() == "or" for t in tokens)
-    last = tokens[-1]
-    if uses_operators or not last.isalnum() or len(last) < 2:
-        return SearchQuery(text, search_type="websearch", config=SEARCH_CONFIG)
-    as_prefix = _prefix_query(last.lower())
-    head = " ".join(tokens[:-1])
-    if head:
-        return SearchQuery(head, search_type="websearch", config=SEARCH_CONFIG) & as_prefix
-    return as_prefix
-
-
-# Endings that English stemming removes. A typed word that runs past a stem by the start of one
-# of these ("meeti" past "meet" of "meeting") also matches the stem itself.
-_STEM_ENDINGS = (
-    "ing", "ings", "ed", "er", "ers", "es", "ies", "ied", "ly", "ily", "ment", "ments", "ness",
-    "ion", "ions", "ation", "ations", "al", "ally", "ity", "ities", "ive", "ize", "ise", "ful",
-    "able", "s", "y",
-)  # fmt: skip
-
-
-def _stems_typed_past(word: str) -> list[str]:
-    stems = []
-    for cut in range(len(word) - 1, max(2, len(word) - 4) - 1, -1):
-        rest = word[cut:]
-        if rest[0] == word[cut - 1] and len(rest) > 1:
-            rest = rest[1:]  # doubled consonant: "runn" past "run" of "running"
-        if any(ending.startswith(rest) for ending in _STEM_ENDINGS):
-            stems.append(word[:cut])
-    return stems
-
-
-def _prefix_query(word: str) -> SearchQuery:
-    """Words starting with ``word`` (stemmed and as typed), or the stem ``word`` runs past.
-    ``word`` is alphanumeric, so nothing here can be tsquery syntax."""
-    query = SearchQuery(f"{word}:*", search_type="raw", config=SEARCH_CONFIG) | SearchQuery(
-        f"{word}:*", search_type="raw", config="simple"
-    )
-    for stem in _stems_typed_past(word):
-        query |= SearchQuery(stem, search_type="raw", config="simple")
-    return query
 
 
 def _due_window(name: str, tz_name: str, now: datetime) -> Q:
@@ -147,7 +99,12 @@ def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
             descending = True
         else:
             expr = F(column)
-            order.append(expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True))
+            # NULLS LAST only where nulls exist: on a NOT NULL column it would stop the
+            # planner from reading the (ascending) index backwards for a descending order.
+            nulls_last = True if column in NULLABLE_ORDERINGS else None
+            order.append(
+                expr.desc(nulls_last=nulls_last) if descending else expr.asc(nulls_last=nulls_last)
+            )
         last_descending = descending
     order.append(F("id").desc() if last_descending else F("id").asc())
     return order
@@ -155,7 +112,7 @@ def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
 
 def task_queryset_for_user(*, user_id: str, filters: TaskFilters) -> QuerySet[Task]:
     qs = Task.objects.filter(user_id=user_id)
-    search = build_search_query(filters.q) if filters.q else None
+    search = build_search_query(filters.q, user_id=user_id) if filters.q else None
     if search is not None:
         qs = qs.filter(search_vector=search).annotate(
             relevance=SearchRank(F("search_vector"), search, cover_density=True)

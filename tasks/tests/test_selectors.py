@@ -258,3 +258,23 @@ def test_list_runs_a_bounded_number_of_queries(django_assert_max_num_queries, ma
     with django_assert_max_num_queries(2):
         page = selectors.task_list_for_user(user_id=user_id, filters=TaskFilters(q="t1"), limit=10)
     assert page.total >= 1
+
+
+def test_each_users_words_are_kept_in_their_lexicon(make_task, user_id, other_user_id):
+    from tasks.models import SearchLexeme
+
+    task = make_task(title="Happy birthday", tags=["party"])
+    services.task_update(user_id=user_id, task_id=task.pk, changes={"description": "balloons"})
+    words = set(SearchLexeme.objects.filter(user_id=user_id).values_list("lexeme", flat=True))
+    assert {"happi", "birthday", "parti", "balloon"} <= words
+    assert not SearchLexeme.objects.filter(user_id=other_user_id).exists()
+
+
+def test_whole_words_match_through_their_stem_and_prefixes_only_the_users_words(
+    api, make_task, other_user_id
+):
+    make_task(title="Happy hour")
+    make_task(user_id=other_user_id, title="Hapless hippo")
+    assert titles(api.get(LIST, {"q": "happy"})) == ["Happy hour"]
+    assert titles(api.get(LIST, {"q": "hap"})) == ["Happy hour"]
+    assert titles(api.get(LIST, {"q": "hapl"})) == []
