@@ -25,7 +25,20 @@ from tasks.selectors import (
 from tasks.validation import clean_timezone
 
 LIST_PARAMETERS = frozenset(
-    {"q", "status", "priority", "tags", "tags_mode", "due_before", "due_after", "due", "timezone", "ordering", "limit", "offset"}
+    {
+        "q",
+        "status",
+        "priority",
+        "tags",
+        "tags_mode",
+        "due_before",
+        "due_after",
+        "due",
+        "timezone",
+        "ordering",
+        "limit",
+        "offset",
+    }
 )
 _PRIORITIES = frozenset(Priority.labels_list())
 _ORDERINGS = frozenset([*ORDERINGS, *(f"-{name}" for name in ORDERINGS)])
@@ -58,10 +71,14 @@ def _many(params: QueryDict, name: str, *, max_items: int) -> list[str]:
 
 def _choice(params: QueryDict, name: str, choices, default: str | None) -> str | None:
     value = _single(params, name)
-    if value is None or value == "":
+    if value is None:
         return default
     if value not in choices:
-        raise _invalid(name, "invalid_choice", f'"{value}" is not a valid {name}; use one of {", ".join(sorted(choices))}.')
+        raise _invalid(
+            name,
+            "invalid_choice",
+            f'"{value}" is not a valid {name}; use one of {", ".join(sorted(choices))}.',
+        )
     return value
 
 
@@ -103,11 +120,17 @@ def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
         raise _invalid(unknown[0], "unknown_parameter", f"Unknown parameter: {unknown[0]}.")
     q = (_single(params, "q") or "").strip()
     if len(q) > MAX_QUERY_LENGTH:
-        raise _invalid("q", "max_length", f"Search text may have at most {MAX_QUERY_LENGTH} characters.")
+        raise _invalid(
+            "q", "max_length", f"Search text may have at most {MAX_QUERY_LENGTH} characters."
+        )
     priorities = _many(params, "priority", max_items=4)
     for label in priorities:
         if label not in _PRIORITIES:
-            raise _invalid("priority", "invalid_choice", f'"{label}" is not a priority; use low, medium, high or urgent.')
+            raise _invalid(
+                "priority",
+                "invalid_choice",
+                f'"{label}" is not a priority; use low, medium, high or urgent.',
+            )
     tags = _many(params, "tags", max_items=MAX_TAGS)
     for tag in tags:
         if len(tag) > TAG_MAX_LENGTH or "\x00" in tag:
@@ -115,8 +138,15 @@ def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
     ordering = _many(params, "ordering", max_items=4)
     for term in ordering:
         if term not in _ORDERINGS:
-            raise _invalid("ordering", "invalid_choice", f'"{term}" is not an ordering; use {", ".join(ORDERINGS)} (prefix - for descending).')
-    tz_name = _single(params, "timezone") or "UTC"
+            raise _invalid(
+                "ordering",
+                "invalid_choice",
+                f'"{term}" is not an ordering; use {", ".join(ORDERINGS)} (prefix - for descending).',
+            )
+    tz_name = _single(params, "timezone")
+    if tz_name == "":
+        raise _invalid("timezone", "invalid_timezone", "timezone may not be empty.")
+    tz_name = tz_name or "UTC"
     try:
         tz_name = clean_timezone(tz_name)
     except TaskValidationError as exc:

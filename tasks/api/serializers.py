@@ -6,6 +6,8 @@ Responses are built by ``tasks.representation.task_to_dict`` (cheap: no serializ
 
 from __future__ import annotations
 
+import zoneinfo
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -24,6 +26,7 @@ from tasks.selectors import DUE_WINDOWS, MAX_LIMIT, MAX_QUERY_LENGTH, ORDERINGS,
         "oneOf": [
             {"type": "string", "format": "date-time"},
             {"type": "string", "format": "date"},
+            {"type": "string", "maxLength": 0, "description": "Empty: no due date."},
         ],
         "nullable": True,
         "description": "ISO 8601. A time without offset is wall-clock time in the task's zone; "
@@ -91,6 +94,25 @@ class RecurrenceField(serializers.JSONField):
     pass
 
 
+TIME_ZONES = sorted(zone for zone in zoneinfo.available_timezones() if zone != "localtime")
+
+
+@extend_schema_field({"type": "string", "enum": TIME_ZONES, "description": "IANA time zone name."})
+class TimeZoneField(serializers.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only (DRF would also take 0, "yes", "on" ...)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
 class TaskWriteSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=TITLE_MAX_LENGTH, trim_whitespace=True)
     description = serializers.CharField(
@@ -110,10 +132,8 @@ class TaskWriteSerializer(serializers.Serializer):
     due_date = DateTimeText(required=False)
     reminder_time = ReminderText(required=False)
     recurrence_pattern = RecurrenceField(required=False, allow_null=True)
-    timezone = serializers.CharField(
-        max_length=64, required=False, help_text="IANA time zone name."
-    )
-    completed = serializers.BooleanField(required=False)
+    timezone = TimeZoneField(required=False)
+    completed = StrictBooleanField(required=False)
     version = serializers.IntegerField(
         min_value=1,
         required=False,
@@ -185,7 +205,7 @@ class TaskListQuerySerializer(serializers.Serializer):
     due_before = serializers.DateTimeField(required=False)
     due_after = serializers.DateTimeField(required=False)
     due = serializers.ChoiceField(choices=DUE_WINDOWS, required=False)
-    timezone = serializers.CharField(max_length=64, required=False, default="UTC")
+    timezone = TimeZoneField(required=False, default="UTC")
     ordering = MultiValueField(
         child=serializers.ChoiceField(choices=[*ORDERINGS, *(f"-{name}" for name in ORDERINGS)]),
         required=False,

@@ -34,7 +34,7 @@ _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
 
 IF_MATCH_PARAMETER = OpenApiParameter(
     "If-Match",
-    str,
+    {"type": "string", "pattern": r'^\s*((W/)?"?[0-9]{1,9}"?)?\s*$'},
     OpenApiParameter.HEADER,
     required=False,
     description='Expected version as an ETag, e.g. `"3"`. A stale one answers 409.',
@@ -53,7 +53,7 @@ def _reject_unknown(data, allowed: set[str], *, kind: str) -> None:
 
 def _expected_version(request: Request, body_version: int | None) -> int | None:
     header = request.headers.get("If-Match")
-    if header is None:
+    if header is None or not header.strip():
         return body_version
     match = _IF_MATCH.match(header)
     if not match:
@@ -72,15 +72,6 @@ def _task_response(task, *, status_code: int = status.HTTP_200_OK) -> Response:
     return response
 
 
-READ_ONLY_FIELDS = {
-    "id",
-    "completed_at",
-    "remind_at",
-    "series_id",
-    "series_index",
-    "created_at",
-    "updated_at",
-}
 WRITE_FIELDS = set(TaskWriteSerializer().fields)
 
 
@@ -89,7 +80,8 @@ def _validated_body(request: Request, serializer_class) -> dict:
         raise TaskValidationError(
             "The body must be a JSON object.", field=None, code="invalid_body"
         )
-    _reject_unknown(request.data, WRITE_FIELDS | READ_ONLY_FIELDS, kind="field")
+    # Strict: a read-only field (id, created_at, ...) or a misspelt one is an error, not ignored.
+    _reject_unknown(request.data, WRITE_FIELDS, kind="field")
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return {k: v for k, v in serializer.validated_data.items() if k in WRITE_FIELDS}

@@ -247,3 +247,22 @@ def test_openapi_schema_documents_the_task_api(client):
         "offset",
     } <= params
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_requests_are_held_to_the_published_schema(api, make_task):
+    # Found by schemathesis: each of these was accepted although the schema forbids it.
+    task = make_task()
+    assert api.post(LIST, {"title": "t", "completed": 0}, format="json").status_code == 400
+    assert api.post(LIST, {"title": "t", "id": 5}, format="json").status_code == 400
+    assert api.get(LIST, {"tags_mode": ""}).status_code == 400
+    assert api.get(LIST, {"timezone": ""}).status_code == 400
+    # An empty If-Match is no precondition.
+    assert (
+        api.patch(detail(task.pk), {"title": "x"}, format="json", HTTP_IF_MATCH="").status_code
+        == 200
+    )
+
+
+def test_schema_marks_request_bodies_closed(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert schema["components"]["schemas"]["TaskWriteRequest"]["additionalProperties"] is False
