@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tasks import services
-from todo_project.auth import issue_token
+from todo_project.testing import client_for
 
 _counter = itertools.count(1)
 
@@ -21,12 +21,6 @@ def user_id() -> str:
 @pytest.fixture
 def other_user_id() -> str:
     return f"other-{next(_counter)}"
-
-
-def client_for(user: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(user)}")
-    return client
 
 
 @pytest.fixture

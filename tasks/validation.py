@@ -144,21 +144,20 @@ def clean_due(value: object, *, tz_name: str, field: str = "due_date") -> dateti
         text = value.strip()
         parsed = None
         try:
-            parsed = parse_datetime(text.replace(" ", "T", 1) if len(text) > 10 else text)
+            # A bare date first: parse_datetime would read it as midnight.
+            day = parse_date(text) if len(text) == 10 else None
+            if day is not None:
+                parsed = datetime.combine(day, time(23, 59, 59))
+            else:
+                parsed = parse_datetime(text.replace(" ", "T", 1))
         except ValueError:
             parsed = None
         if parsed is None:
-            try:
-                day = parse_date(text)
-            except ValueError:
-                day = None
-            if day is None:
-                raise TaskValidationError(
-                    "Use an ISO 8601 date or date-time, e.g. 2026-12-01T09:00:00Z.",
-                    field=field,
-                    code="invalid_datetime",
-                )
-            parsed = datetime.combine(day, time(23, 59, 59))
+            raise TaskValidationError(
+                "Use an ISO 8601 date or date-time, e.g. 2026-12-01T09:00:00Z.",
+                field=field,
+                code="invalid_datetime",
+            )
     else:
         raise TaskValidationError(
             "Expected an ISO 8601 date-time.", field=field, code="invalid_type"

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from conftest import client_for
+from todo_project.testing import client_for
 from tasks.models import Task
 
 pytestmark = pytest.mark.django_db

@@ -246,3 +246,10 @@ def test_search_vector_is_maintained_by_the_database(make_task, user_id):
     assert "'quarter':1A" in vector or "'quarterli':1A" in vector
     assert "'number':3B" in vector
     assert "'financ':" in vector and "C" in vector.split("'financ':")[1][:4]
+
+
+def test_a_bare_due_date_means_the_end_of_that_day_in_the_tasks_zone(user_id):
+    task = services.task_create(
+        user_id=user_id, title="t", due_date="2031-01-01", timezone_name="America/New_York"
+    )
+    assert task.due_at.isoformat() == "2031-01-02T04:59:59+00:00"
