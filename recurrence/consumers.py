@@ -1,0 +1,44 @@
+"""The ``recurrence`` consumer: the next instance when a recurring task is completed, and the
+end of a series when a task is deleted with ``stop_series``.
+
+The consumer framework runs the handler in a transaction holding the user's lock and records
+the event id in its idempotency table; ``series_create_next`` is idempotent on its own as well
+(a later instance already there, or the series' unique due time), so a completion seen twice,
+or by two consumers at once, gives one next instance.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from events.consumers import register_consumer
+from events.topics import TASK_EVENTS
+from recurrence import services
+
+TASK_COMPLETED = "task.completed"
+TASK_DELETED = "task.deleted"
+
+
+def _payload(envelope) -> dict:
+    payload = envelope.payload
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(mode="json")
+    return dict(payload)
+
+
+@register_consumer("recurrence", topic=TASK_EVENTS, event_types={TASK_COMPLETED, TASK_DELETED})
+def handle_task_event(envelope) -> None:
+    payload = _payload(envelope)
+    snapshot = payload.get("task_data") or {}
+    if envelope.event_type == TASK_COMPLETED:
+        services.series_create_next(user_id=envelope.user_id, snapshot=snapshot)
+    elif (
+        envelope.event_type == TASK_DELETED
+        and payload.get("stop_series")
+        and snapshot.get("series_id")
+    ):
+        services.series_stop(
+            user_id=envelope.user_id,
+            series_id=snapshot["series_id"],
+            task_id=payload.get("task_id") or snapshot.get("id"),
+        )

@@ -1,0 +1,124 @@
+"""Writes of the recurrence app: the next instance of a series, and stopping a series.
+
+The next instance is created through ``tasks.services.task_create`` like any other task (so it
+gets its ``task.created`` event and its reminder); the (series, due time) unique constraint
+behind ``TaskConflict(code="duplicate_instance")`` is what makes a repeated or concurrent
+completion give one instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from recurrence import selectors
+from recurrence.models import StoppedSeries
+from recurrence.rules import next_occurrence, parse_rule
+from tasks.errors import TaskConflict
+from tasks.locking import lock_user
+from tasks.models import Task
+from tasks.services import task_create
+from tasks.validation import MAX_REMINDER_OFFSET
+from todo_project.metrics import RECURRENCE_GENERATION
+
+logger = logging.getLogger(__name__)
+
+
+def _when(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return parse_datetime(value)
+    return None
+
+
+def _reminder_offset(snapshot: dict, due_at: datetime) -> timedelta | None:
+    """The instance's reminder as an offset before its due time, for the next instance."""
+    remind_at = _when(snapshot.get("remind_at"))
+    if remind_at is None:
+        return None
+    offset = due_at - remind_at
+    if timedelta(0) <= offset <= MAX_REMINDER_OFFSET:
+        return offset
+    return None
+
+
+def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
+    """Create the instance that follows a completed one (``snapshot`` is the completed task's
+    representation). Returns None when there is nothing to create: not recurring, the series
+    was stopped or has ended, or a later instance exists already (a redelivered event, a task
+    completed again after a reopen, another consumer that got there first).
+
+    The next due time is the series' first occurrence after both the completed instance's due
+    time and now, so an instance completed late is followed by the next one still to come, not
+    by a backlog.
+    """
+    rule_text = snapshot.get("recurrence_pattern") or "none"
+    series = snapshot.get("series_id")
+    due_at = _when(snapshot.get("due_date"))
+    if rule_text == "none" or not series or due_at is None:
+        return None
+    series_id = uuid.UUID(str(series))
+    with transaction.atomic():
+        lock_user(user_id)
+        if selectors.series_is_stopped(user_id=user_id, series_id=series_id):
+            return None
+        if selectors.series_has_instance_after(user_id=user_id, series_id=series_id, due_at=due_at):
+            return None
+        anchor = selectors.series_anchor(
+            user_id=user_id, series_id=series_id, task_id=snapshot["id"]
+        )
+        if anchor is None:
+            # Every instance is gone: carry on from this one.
+            logger.warning(
+                "series %s has no instance left; restarting it from its last due time", series_id
+            )
+            anchor = due_at
+        tz_name = snapshot.get("timezone") or "UTC"
+        now = timezone.now()
+        found = next_occurrence(
+            parse_rule(rule_text), anchor=anchor, tz=tz_name, after=max(due_at, now)
+        )
+        if found is None:
+            return None  # the series has ended (until / count)
+        next_due, index = found
+        try:
+            task = task_create(
+                user_id=user_id,
+                title=snapshot["title"],
+                description=snapshot.get("description") or "",
+                priority=snapshot.get("priority") or "medium",
+                tags=snapshot.get("tags") or [],
+                due_date=next_due,
+                reminder_time=_reminder_offset(snapshot, due_at),
+                recurrence_pattern=rule_text,
+                timezone_name=tz_name,
+                series_id=series_id,
+                series_anchor=anchor,
+                series_index=index,
+                check_reminder_in_past=False,
+            )
+        except TaskConflict as exc:
+            if exc.code == "duplicate_instance":
+                return None
+            raise
+    completed_at = _when(snapshot.get("completed_at"))
+    if completed_at is not None:
+        RECURRENCE_GENERATION.observe(max((timezone.now() - completed_at).total_seconds(), 0.0))
+    return task
+
+
+def series_stop(*, user_id: str, series_id: uuid.UUID | str, task_id: int) -> bool:
+    """Mark a series as ended; True when this call ended it."""
+    with transaction.atomic():
+        lock_user(user_id)
+        _, created = StoppedSeries.objects.get_or_create(
+            series_id=uuid.UUID(str(series_id)),
+            defaults={"user_id": user_id, "task_id": task_id, "stopped_at": timezone.now()},
+        )
+    return created

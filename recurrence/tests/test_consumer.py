@@ -1,0 +1,329 @@
+"""The recurrence consumer end to end: complete an instance through the task services, let the
+consumer read ``task.completed``, and look at the next instance it created."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from events.consumers import get_consumer
+from recurrence.models import StoppedSeries
+from reminders.models import Reminder, ReminderState
+from reminders.tests.helpers import recorded, run_consumers
+from tasks import services
+from tasks.locking import lock_user
+from tasks.models import Priority, Task
+
+pytestmark = pytest.mark.django_db
+
+
+def _series(user_id, *, due, rule, tz="UTC", **fields):
+    fields.setdefault("title", "Recurring")
+    return services.task_create(
+        user_id=user_id, due_date=due, recurrence_pattern=rule, timezone_name=tz, **fields
+    )
+
+
+def _instances(task):
+    return list(Task.objects.filter(series_id=task.series_id).order_by("due_at"))
+
+
+def _complete_and_next(user_id, task):
+    """Complete ``task``, run the consumer, return the instance that follows it (or None)."""
+    services.task_complete(user_id=user_id, task_id=task.pk)
+    run_consumers("recurrence")
+    return (
+        Task.objects.filter(series_id=task.series_id, due_at__gt=task.due_at)
+        .order_by("due_at")
+        .first()
+    )
+
+
+def _walk(user_id, task, steps, tz):
+    """Local wall-clock due times of ``task`` and the ``steps`` instances after it."""
+    seen = [task.due_at.astimezone(ZoneInfo(tz))]
+    for _ in range(steps):
+        task = _complete_and_next(user_id, task)
+        assert task is not None, f"no instance after {seen[-1]}"
+        seen.append(task.due_at.astimezone(ZoneInfo(tz)))
+    return seen
+
+
+def _days(seen):
+    return [when.strftime("%Y-%m-%d %H:%M") for when in seen]
+
+
+def test_monthly_from_the_31st_keeps_to_the_month_end_without_drift(user_id):
+    task = _series(user_id, due="2031-01-31T09:00:00", rule="monthly")
+
+    seen = _walk(user_id, task, 4, "UTC")
+
+    assert _days(seen) == [
+        "2031-01-31 09:00",
+        "2031-02-28 09:00",
+        "2031-03-31 09:00",
+        "2031-04-30 09:00",
+        "2031-05-31 09:00",
+    ]
+
+
+def test_monthly_from_the_31st_in_a_leap_year_goes_to_february_29(user_id):
+    task = _series(user_id, due="2032-01-31T09:00:00", rule="monthly")
+
+    assert _days(_walk(user_id, task, 2, "UTC")) == [
+        "2032-01-31 09:00",
+        "2032-02-29 09:00",
+        "2032-03-31 09:00",
+    ]
+
+
+def test_yearly_from_february_29_comes_back_to_it_in_the_next_leap_year(user_id):
+    task = _series(user_id, due="2032-02-29T08:00:00", rule="yearly")
+
+    assert _days(_walk(user_id, task, 4, "UTC")) == [
+        "2032-02-29 08:00",
+        "2033-02-28 08:00",
+        "2034-02-28 08:00",
+        "2035-02-28 08:00",
+        "2036-02-29 08:00",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "expected_utc_hours"),
+    [
+        # London: clocks go forward on Sun 30 March and back on Sun 26 October 2031
+        ("Europe/London", "2031-03-28T09:00:00", [9, 9, 8, 8]),
+        ("Europe/London", "2031-10-24T09:00:00", [8, 8, 9, 9]),
+        # New York: forward on Sun 9 March, back on Sun 2 November 2031
+        ("America/New_York", "2031-03-07T09:00:00", [14, 14, 13, 13]),
+        ("America/New_York", "2031-10-31T09:00:00", [13, 13, 14, 14]),
+    ],
+)
+def test_a_daily_task_stays_at_its_wall_clock_time_across_dst(
+    user_id, tz, start, expected_utc_hours
+):
+    task = _series(user_id, due=start, rule="daily", tz=tz)
+
+    seen = _walk(user_id, task, 3, tz)
+
+    assert [when.strftime("%H:%M") for when in seen] == ["09:00"] * 4
+    assert [when.astimezone(UTC).hour for when in seen] == expected_utc_hours
+    assert [when.date() - seen[0].date() for when in seen] == [timedelta(days=i) for i in range(4)]
+
+
+def test_weekly_on_chosen_weekdays(user_id):
+    task = _series(
+        user_id, due="2031-06-02T18:30:00", rule={"freq": "weekly", "weekdays": ["mon", "thu"]}
+    )
+
+    seen = _walk(user_id, task, 4, "UTC")
+
+    assert _days(seen) == [
+        "2031-06-02 18:30",
+        "2031-06-05 18:30",
+        "2031-06-09 18:30",
+        "2031-06-12 18:30",
+        "2031-06-16 18:30",
+    ]
+    assert [when.strftime("%a") for when in seen] == ["Mon", "Thu", "Mon", "Thu", "Mon"]
+
+
+def test_every_second_week(user_id):
+    task = _series(user_id, due="2031-06-02T07:00:00", rule="every 2 weeks")
+
+    assert _days(_walk(user_id, task, 2, "UTC")) == [
+        "2031-06-02 07:00",
+        "2031-06-16 07:00",
+        "2031-06-30 07:00",
+    ]
+
+
+def test_an_rrule_for_the_last_friday_of_the_month(user_id):
+    task = _series(user_id, due="2031-01-31T16:00:00", rule="FREQ=MONTHLY;BYDAY=-1FR")
+
+    assert _days(_walk(user_id, task, 2, "UTC")) == [
+        "2031-01-31 16:00",
+        "2031-02-28 16:00",
+        "2031-03-28 16:00",
+    ]
+
+
+def test_a_series_of_three_ends_after_its_third_occurrence(user_id):
+    task = _series(user_id, due="2031-06-01T09:00:00", rule={"freq": "daily", "count": 3})
+    third = _walk(user_id, task, 2, "UTC")
+    last = Task.objects.get(series_id=task.series_id, series_index=2)
+
+    assert _complete_and_next(user_id, last) is None
+    assert len(_instances(task)) == 3
+    assert len(third) == 3
+
+
+def test_a_series_until_a_date_creates_nothing_after_it(user_id):
+    task = _series(
+        user_id, due="2031-06-01T09:00:00", rule={"freq": "daily", "until": "2031-06-03"}
+    )
+    seen = _walk(user_id, task, 2, "UTC")
+    last = Task.objects.get(series_id=task.series_id, due_at=seen[-1])
+
+    assert _complete_and_next(user_id, last) is None
+    assert _days(seen)[-1] == "2031-06-03 09:00"
+    assert len(_instances(task)) == 3
+
+
+def test_the_next_instance_carries_the_task_and_its_reminder_offset(user_id):
+    task = _series(
+        user_id,
+        due="2031-06-02T10:00:00",
+        rule="weekly",
+        tz="Europe/Paris",
+        title="Team sync",
+        description="Agenda in the doc",
+        priority="high",
+        tags=["work", "Meetings"],
+        reminder_time="90m",
+    )
+
+    nxt = _complete_and_next(user_id, task)
+
+    assert nxt.title == "Team sync"
+    assert nxt.description == "Agenda in the doc"
+    assert nxt.priority == Priority.HIGH
+    assert nxt.tags == ["work", "Meetings"]
+    assert nxt.timezone == "Europe/Paris"
+    assert nxt.recurrence_rule == task.recurrence_rule == "weekly"
+    assert nxt.series_id == task.series_id
+    assert nxt.series_anchor == task.series_anchor
+    assert nxt.series_index == 1
+    assert nxt.completed is False
+    assert nxt.due_at == task.due_at + timedelta(weeks=1)
+    assert nxt.reminder_offset == timedelta(minutes=90)
+    assert nxt.remind_at == nxt.due_at - timedelta(minutes=90)
+    reminder = Reminder.objects.get(task_id=nxt.pk)
+    assert reminder.state == ReminderState.SCHEDULED
+    assert reminder.fire_at == nxt.remind_at
+    created = [e for e in recorded(user_id, "task.created") if e.payload.task_id == nxt.pk]
+    assert len(created) == 1
+
+
+def test_completing_a_task_that_does_not_repeat_creates_nothing(user_id):
+    task = services.task_create(user_id=user_id, title="once", due_date="2031-06-02T10:00:00")
+
+    services.task_complete(user_id=user_id, task_id=task.pk)
+    run_consumers("recurrence")
+
+    assert Task.objects.filter(user_id=user_id).count() == 1
+
+
+def test_an_instance_completed_late_is_followed_by_the_first_occurrence_after_now(user_id):
+    now = timezone.now()
+    due = (now - timedelta(days=3)).replace(hour=9, minute=0, second=0, microsecond=0)
+    task = _series(user_id, due=due, rule="daily")
+
+    nxt = _complete_and_next(user_id, task)
+
+    expected = now.replace(hour=9, minute=0, second=0, microsecond=0)
+    if expected <= now:
+        expected += timedelta(days=1)
+    assert nxt.due_at == expected
+    assert len(_instances(task)) == 2  # no backlog of the missed days
+
+
+def test_the_same_completion_delivered_twice_gives_one_next_instance(user_id):
+    task = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    services.task_complete(user_id=user_id, task_id=task.pk)
+    [completed] = recorded(user_id, "task.completed")
+    handler = get_consumer("recurrence").handle
+
+    for _ in range(2):
+        with transaction.atomic():
+            lock_user(user_id)
+            handler(completed)
+    run_consumers("recurrence")
+
+    assert [t.due_at.day for t in _instances(task)] == [2, 3]
+
+
+def test_completed_reopened_and_completed_again_gives_one_next_instance(user_id):
+    task = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    _complete_and_next(user_id, task)
+    services.task_reopen(user_id=user_id, task_id=task.pk)
+
+    _complete_and_next(user_id, task)
+
+    assert [t.due_at.day for t in _instances(task)] == [2, 3]
+    assert len(recorded(user_id, "task.completed")) == 2
+
+
+def test_an_older_instance_completed_again_creates_no_backlog(user_id):
+    first = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    second = _complete_and_next(user_id, first)
+    _complete_and_next(user_id, second)
+    services.task_reopen(user_id=user_id, task_id=first.pk)
+
+    _complete_and_next(user_id, first)
+
+    assert [t.due_at.day for t in _instances(first)] == [2, 3, 4]
+
+
+def test_deleting_with_stop_series_ends_the_series(user_id):
+    first = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    second = _complete_and_next(user_id, first)
+    services.task_delete(user_id=user_id, task_id=second.pk, stop_series=True)
+    run_consumers("recurrence")
+    services.task_reopen(user_id=user_id, task_id=first.pk)
+
+    assert _complete_and_next(user_id, first) is None
+
+    assert [t.pk for t in _instances(first)] == [first.pk]
+    assert StoppedSeries.objects.filter(series_id=first.series_id, user_id=user_id).exists()
+
+
+def test_deleting_without_stop_series_lets_the_series_go_on(user_id):
+    first = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    second = _complete_and_next(user_id, first)
+    services.task_delete(user_id=user_id, task_id=second.pk)
+    run_consumers("recurrence")
+    services.task_reopen(user_id=user_id, task_id=first.pk)
+
+    again = _complete_and_next(user_id, first)
+
+    assert again is not None
+    assert again.due_at == second.due_at
+    assert not StoppedSeries.objects.filter(series_id=first.series_id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_consumers_handling_the_same_completion_at_once_give_one_instance(user_id):
+    task = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    services.task_complete(user_id=user_id, task_id=task.pk)
+    [completed] = recorded(user_id, "task.completed")
+    handler = get_consumer("recurrence").handle
+    start = threading.Barrier(2)
+    errors = []
+
+    def consume():
+        try:
+            start.wait()
+            with transaction.atomic():
+                lock_user(user_id)
+                handler(completed)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=consume) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    assert errors == []
+    assert [t.due_at for t in _instances(task)] == [
+        datetime(2031, 6, 2, 10, tzinfo=UTC),
+        datetime(2031, 6, 3, 10, tzinfo=UTC),
+    ]

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class RemindersConfig(AppConfig):
+    name = "reminders"
+    verbose_name = "Reminders"
+
+    def ready(self) -> None:
+        from reminders import consumers, event_types, receivers  # noqa: F401  (registers)
+        from tasks.signals import task_changed
+
+        event_types.register()
+        task_changed.connect(receivers.on_task_changed, dispatch_uid="reminders.follow_task")
+        if settings.RUN_WORKERS_IN_PROCESS:
+            from reminders.scheduler import in_process_scheduler
+            from todo_project import lifespan
+
+            lifespan.register("reminder-scheduler", in_process_scheduler)

@@ -1,0 +1,153 @@
+"""``python manage.py bench_reminders``: how late reminders fire in the embedded mode.
+
+Creates ``--count`` tasks (spread over ``--users`` users) whose reminders all come due within one
+``--window`` (seconds; 0 puts them all on the same instant), runs the polling scheduler(s) as the
+embedded server does, with the server's relay and consumers beside them, and prints the
+lateness of each firing (fire time to the firing transaction) as percentiles.
+
+Runs in a scratch database that it creates and drops (``--in-place`` uses the configured one).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.utils import timezone
+
+from reminders.models import Reminder, ReminderState
+from reminders.scheduler import ReminderScheduler
+from tasks import services
+from todo_project.benchmarks import machine_line, mean, percentile
+
+
+@contextmanager
+def scratch_database(enabled: bool, stdout):
+    if not enabled:
+        yield
+        return
+    old_name = connection.settings_dict["NAME"]
+    started = time.monotonic()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    stdout.write(f"scratch database ready in {time.monotonic() - started:.1f}s")
+    try:
+        yield
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+@contextmanager
+def event_workers(enabled: bool):
+    """The relay and in-process consumers, as the embedded server runs them."""
+    if not enabled:
+        yield
+        return
+    from events.runners import WorkerGroup
+
+    group = WorkerGroup().start()
+    try:
+        yield
+    finally:
+        group.stop()
+
+
+class Command(BaseCommand):
+    help = "Reminder lateness with many reminders due in the same minute (embedded mode)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--count", type=int, default=1000)
+        parser.add_argument("--users", type=int, default=100)
+        parser.add_argument(
+            "--windows",
+            default="60,0",
+            help="comma-separated scenarios: the seconds over which the reminders come due "
+            "(60: spread over the minute; 0: all on the minute mark)",
+        )
+        parser.add_argument("--schedulers", type=int, default=1)
+        parser.add_argument(
+            "--lead", type=float, default=10.0, help="seconds between setup and the first due time"
+        )
+        parser.add_argument("--no-workers", action="store_true", help="without relay and consumers")
+        parser.add_argument("--in-place", action="store_true", help="use the configured database")
+
+    def handle(
+        self, *args, count, users, windows, schedulers, lead, no_workers, in_place, **options
+    ):
+        self.stdout.write(f"bench_reminders on {machine_line()}")
+        with scratch_database(not in_place, self.stdout), event_workers(not no_workers):
+            running = []
+            for n in range(schedulers):
+                scheduler = ReminderScheduler(name=f"bench-{n}")
+                thread = threading.Thread(target=scheduler.run, daemon=True)
+                thread.start()
+                running.append((scheduler, thread))
+            try:
+                for n, window in enumerate(float(w) for w in windows.split(",")):
+                    self._scenario(n, count, users, window, lead, schedulers, not no_workers)
+            finally:
+                for scheduler, _ in running:
+                    scheduler.stop()
+                for _, thread in running:
+                    thread.join(10)
+
+    def _create(self, prefix: str, count: int, users: int, first, window: float) -> list:
+        created = []
+        step = window / max(count - 1, 1) if window else 0.0
+        for i in range(count):
+            remind_at = first + timedelta(seconds=i * step)
+            task = services.task_create(
+                user_id=f"{prefix}-user-{i % users}",
+                title=f"Reminder {i}",
+                due_date=remind_at + timedelta(hours=1),
+                reminder_time="1h",
+            )
+            created.append(task)
+        return created
+
+    def _scenario(self, n, count, users, window, lead, schedulers, workers):
+        prefix = f"bench-{n}"
+        # Time a sample first, so that the first reminder comes due ``lead`` s after setup.
+        started = time.monotonic()
+        sample = max(1, min(50, count // 20))
+        probe = self._create(
+            f"{prefix}-probe", sample, users, timezone.now() + timedelta(days=1), 0
+        )
+        per_task = (time.monotonic() - started) / sample
+        for task in probe:
+            services.task_delete(user_id=task.user_id, task_id=task.pk)
+        first = timezone.now() + timedelta(seconds=per_task * count * 1.5 + lead)
+        created_at = time.monotonic()
+        task_ids = [task.pk for task in self._create(prefix, count, users, first, window)]
+        setup = time.monotonic() - created_at
+        ahead = (first - timezone.now()).total_seconds()
+        self.stdout.write(
+            f"{count} reminders for {users} users created in {setup:.1f}s; first due "
+            f"{ahead:.1f}s later, the last {window:.0f}s after it; {schedulers} scheduler(s)"
+            + (", relay and consumers running" if workers else "")
+        )
+        if ahead <= 0:
+            self.stderr.write("setup overran the first due time; use a larger --lead")
+        deadline = time.monotonic() + max(ahead, 0) + window + 120
+        pending = Reminder.objects.filter(task_id__in=task_ids, state=ReminderState.SCHEDULED)
+        while time.monotonic() < deadline and pending.exists():
+            time.sleep(0.5)
+
+        rows = list(
+            Reminder.objects.filter(task_id__in=task_ids, state=ReminderState.FIRED).values_list(
+                "fire_at", "fired_at"
+            )
+        )
+        lateness_ms = [(fired - due).total_seconds() * 1000 for due, fired in rows]
+        if len(rows) != count:
+            self.stderr.write(f"only {len(rows)} of {count} reminders fired")
+        shape = f"spread over {window:.0f}s" if window else "all due at one instant"
+        self.stdout.write(
+            f"reminder lateness, {shape} (fire time -> firing transaction), ms: "
+            f"p50 {percentile(lateness_ms, 50):.1f}  p95 {percentile(lateness_ms, 95):.1f}  "
+            f"p99 {percentile(lateness_ms, 99):.1f}  max {max(lateness_ms, default=0):.1f}  "
+            f"mean {mean(lateness_ms):.1f}  (n={len(rows)}, goal p95 <= 1000)"
+        )

@@ -1,0 +1,261 @@
+"""The polling reminder scheduler of the embedded mode (no Dapr).
+
+Each pass locks up to ``batch_size`` due reminders with ``SELECT ... FOR UPDATE SKIP LOCKED``,
+so any number of schedulers (threads, processes, machines) share the work and never take the
+same reminder, and fires them in that one transaction (``services.reminders_fire_due``), which
+records ``reminder.triggered`` for each and marks them fired. A scheduler that dies mid-pass
+leaves nothing behind: its transaction rolls back and the reminders are due for the next pass.
+
+It does not poll at a fixed rate: it sleeps until the earliest scheduled reminder is due
+(at most ``max_sleep``), and a reminder scheduled to fire soon wakes it through
+``LISTEN reminders_due`` (notified after commit by ``services``). Reminders that came due while no
+scheduler ran are fired on start, marked late.
+
+With Dapr the Jobs API fires reminders instead; the same loop then only re-syncs reminders
+whose Jobs API call failed (``reminders.jobs.sync_pending_jobs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+import psycopg
+from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
+
+from reminders import selectors, services
+from reminders.models import Reminder, ReminderState
+
+logger = logging.getLogger(__name__)
+
+
+class _Listener:
+    """A connection of its own that LISTENs for "a reminder is due soon"."""
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        self._conn: psycopg.Connection | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        params = {
+            key: value
+            for key, value in connection.get_connection_params().items()
+            if key not in {"cursor_factory", "context"}
+        }
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f'LISTEN "{self.channel}"')
+        return conn
+
+    def start(self) -> None:
+        """LISTEN before the first look at the table, so no wake-up falls in between."""
+        try:
+            self._conn = self._connect()
+        except (psycopg.Error, DatabaseError):
+            logger.warning("reminder wake-up channel unavailable; polling", exc_info=True)
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True when woken by a notification."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            woken = False
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                woken = True
+            if woken:
+                for _ in self._conn.notifies(timeout=0):
+                    pass  # several wake-ups queued: one look at the table serves them all
+            return woken
+        except (psycopg.Error, DatabaseError):
+            logger.warning("reminder wake-up channel lost; polling until it is back", exc_info=True)
+            self.close()
+            time.sleep(min(timeout, 0.5))
+            return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+# Reminders of users whose lock is taken are retried in later passes, this far apart, for this
+# long, before the scheduler waits for those locks one reminder at a time. A user's lock is
+# normally held for milliseconds; a consumer applying a batch of events holds it longer.
+BUSY_PAUSE = 0.02
+BUSY_PATIENCE = 2.0
+
+
+class ReminderScheduler:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        batch_size: int = 100,
+        max_sleep: float = 5.0,
+        dapr: bool | None = None,
+    ):
+        self.name = name or f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.batch_size = batch_size
+        self.max_sleep = max_sleep
+        self.dapr = services.dapr_mode() if dapr is None else dapr
+        self._stop = threading.Event()
+        # Set after each pass that reached the database (``/readyz`` of the command's process).
+        self.healthy = threading.Event()
+        self._listener = _Listener(services.WAKE_CHANNEL)
+        self._failed = False
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def _fire_one(self, reminder_id: int, user_id: str) -> int:
+        try:
+            return int(services.reminder_fire_one(reminder_id=reminder_id, user_id=user_id))
+        except Exception:
+            if not connection.is_usable():
+                raise
+            logger.exception("firing reminder %s failed; retrying later", reminder_id)
+            self._failed = True
+            return 0
+
+    def _batch(self, **restrict) -> services.FirePass | None:
+        try:
+            return services.reminders_fire_due(limit=self.batch_size, **restrict)
+        except Exception:
+            if not connection.is_usable():
+                raise
+            logger.exception("firing a batch of reminders failed; firing them one by one")
+            self._failed = True
+            return None
+
+    def _one_by_one(self, ids: list[int] | None = None) -> int:
+        due = Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=timezone.now())
+        if ids is not None:
+            due = due.filter(pk__in=ids)
+        rows = list(due.values_list("pk", "user_id")[: self.batch_size])
+        return sum(self._fire_one(pk, user_id) for pk, user_id in rows)
+
+    def fire_due(self) -> int:
+        """Fire everything due now; returns how many this scheduler fired.
+
+        Reminders whose user's lock is taken (a task change or a consumer of that user is
+        committing) are put aside while the rest fire, retried in later passes, and only after
+        ``BUSY_PATIENCE`` seconds fired one at a time, waiting for the lock.
+        """
+        fired = 0
+        self._failed = False
+        busy: dict[int, str] = {}
+        while not self._stop.is_set():
+            result = self._batch(skip=busy)
+            if result is None:
+                return fired + self._one_by_one()
+            fired += result.fired
+            busy.update(result.busy)
+            if result.seen < self.batch_size:
+                break
+        give_up = time.monotonic() + BUSY_PATIENCE
+        while busy and time.monotonic() < give_up:
+            if self._stop.is_set():
+                return fired
+            time.sleep(BUSY_PAUSE)
+            ids = list(busy)
+            result = self._batch(only=ids[: self.batch_size])
+            if result is None:
+                return fired + self._one_by_one(ids)
+            fired += result.fired
+            for pk in ids[: self.batch_size]:
+                busy.pop(pk, None)
+            busy.update(result.busy)
+        return fired + sum(self._fire_one(pk, user_id) for pk, user_id in busy.items())
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # Short slices so that stop() is honoured quickly.
+            if self._listener.wait(min(remaining, 0.5)):
+                return
+
+    def _next_sleep(self) -> float:
+        if self._failed:
+            return min(1.0, self.max_sleep)  # a reminder that fails is not retried in a hot loop
+        first = selectors.reminder_next_fire_time()
+        if first is None:
+            return self.max_sleep
+        return min(max((first - timezone.now()).total_seconds(), 0.005), self.max_sleep)
+
+    def _resync_jobs(self) -> float:
+        from reminders import jobs
+
+        synced, failed = jobs.sync_pending_jobs()
+        if synced or failed:
+            logger.info("re-synced %s reminder jobs, %s failed", synced, failed)
+        return self.max_sleep
+
+    def run(self) -> None:
+        logger.info(
+            "reminder scheduler %s started (%s)", self.name, "dapr" if self.dapr else "polling"
+        )
+        if not self.dapr:
+            self._listener.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self.dapr:
+                        pause = self._resync_jobs()
+                    else:
+                        self.fire_due()
+                        pause = self._next_sleep()
+                    self.healthy.set()
+                except Exception:
+                    self.healthy.clear()
+                    logger.exception("reminder scheduler: pass failed; retrying in 1s")
+                    close_old_connections()
+                    if not connection.is_usable():
+                        connection.close()
+                    pause = 1.0
+                if self.dapr:
+                    self._stop.wait(pause)
+                else:
+                    self._sleep(pause)
+        finally:
+            self._listener.close()
+            connection.close()
+            logger.info("reminder scheduler %s stopped", self.name)
+
+
+def start_in_thread(
+    scheduler: ReminderScheduler | None = None,
+) -> tuple[ReminderScheduler, threading.Thread]:
+    scheduler = scheduler or ReminderScheduler()
+    thread = threading.Thread(target=scheduler.run, name=f"reminders-{scheduler.name}", daemon=True)
+    thread.start()
+    return scheduler, thread
+
+
+@asynccontextmanager
+async def in_process_scheduler():
+    """The scheduler as a thread of the server process (embedded mode's lifespan hook)."""
+    scheduler, thread = start_in_thread()
+    try:
+        yield scheduler
+    finally:
+        scheduler.stop()
+        await asyncio.to_thread(thread.join, 10)

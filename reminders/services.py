@@ -1,0 +1,461 @@
+"""The only code that writes reminders and notifications.
+
+Reminders follow their task: ``reminder_sync_for_task`` runs inside the task service's
+transaction (through the ``task_changed`` receiver) and schedules, moves or cancels the task's
+reminder, recording ``reminder.scheduled`` / ``reminder.cancelled`` in the same transaction.
+Firing (``reminders_fire_due`` / ``reminder_fire_one`` from the polling scheduler,
+``reminder_fire_from_job`` from a Dapr job trigger) holds the user's lock, checks the reminder is
+still wanted, records ``reminder.triggered`` and marks it fired in one transaction, so a reminder
+fires once per scheduling whoever triggers it and however often.
+
+Nothing here talks to Dapr inside a transaction: the Jobs API is called after commit
+(``reminders.jobs``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from events.services import event_record
+from reminders import event_types
+from reminders.errors import NotificationNotFound
+from reminders.models import Notification, Reminder, ReminderState
+from reminders.representation import notification_to_dict
+from tasks.locking import lock_user, try_lock_users
+from tasks.models import Task
+from tasks.representation import REPRESENTATION_FIELDS, iso, task_to_dict
+from tasks.signals import TaskChange
+from todo_project.metrics import REMINDER_LATENESS, REMINDERS_FIRED
+
+logger = logging.getLogger(__name__)
+
+# A reminder that fires this long after its time is late (the scheduler or Dapr was down, or
+# the reminder was set for a moment that had already passed); its notification says so.
+LATE_AFTER = timedelta(seconds=30)
+# The polling schedulers LISTEN on this channel; a reminder scheduled to fire within the horizon
+# wakes them after commit (later ones are found by their regular look at the next due time).
+WAKE_CHANNEL = "reminders_due"
+WAKE_HORIZON = timedelta(seconds=15)
+
+
+def dapr_mode() -> bool:
+    return settings.EVENTS_BROKER == "dapr"
+
+
+def is_late(*, remind_at: datetime, fired_at: datetime) -> bool:
+    return fired_at - remind_at >= LATE_AFTER
+
+
+# --- Following the task ---------------------------------------------------------------------
+
+
+def reminder_sync_for_task(change: TaskChange) -> None:
+    """Bring the task's reminder in line with the task, inside the task change's transaction.
+
+    Scheduled when the task has a reminder time and is not completed; moved when that time
+    changes; cancelled when the task is completed or deleted or loses its reminder. A reminder
+    time that has already passed on a task that is itself already due reminds of nothing and is
+    not scheduled; one that has passed on a task still to come fires at once (late).
+    """
+    task = change.task
+    if task.remind_at is None and "remind_at" not in change.changed_fields:
+        return  # no reminder now and none before: nothing can be scheduled
+    now = timezone.now()
+    reminder = Reminder.objects.select_for_update().filter(task_id=task.pk).first()
+    if change.action == "deleted":
+        wanted, reason = None, "deleted"
+    elif task.completed:
+        wanted, reason = None, "completed"
+    else:
+        wanted, reason = task.remind_at, "cleared"
+
+    if wanted is None:
+        if reminder is not None and reminder.state == ReminderState.SCHEDULED:
+            _cancel(reminder, change.snapshot, reason=reason, now=now)
+        return
+    if (
+        reminder is not None
+        and reminder.fire_at == wanted
+        and reminder.state != ReminderState.CANCELLED
+    ):
+        if reminder.state == ReminderState.SCHEDULED:
+            _refresh_details(reminder, task, now=now)
+        return  # same time: still scheduled, or already fired for this time
+    if wanted <= now and (task.due_at is None or task.due_at <= now):
+        if reminder is not None and reminder.state == ReminderState.SCHEDULED:
+            _cancel(reminder, change.snapshot, reason="passed", now=now)
+        return
+    _schedule(reminder, task, change.snapshot, fire_at=wanted, now=now)
+
+
+def _refresh_details(reminder: Reminder, task: Task, *, now: datetime) -> None:
+    fields = []
+    for name, value in (
+        ("title", task.title),
+        ("due_at", task.due_at),
+        ("timezone", task.timezone),
+    ):
+        if getattr(reminder, name) != value:
+            setattr(reminder, name, value)
+            fields.append(name)
+    if fields:
+        reminder.updated_at = now
+        reminder.save(update_fields=[*fields, "updated_at"])
+
+
+def _schedule(
+    reminder: Reminder | None, task: Task, snapshot: dict, *, fire_at: datetime, now: datetime
+) -> None:
+    previous = (
+        reminder.fire_at
+        if reminder is not None and reminder.state == ReminderState.SCHEDULED
+        else None
+    )
+    if reminder is None:
+        reminder = Reminder(task_id=task.pk, user_id=task.user_id, created_at=now, generation=1)
+        creating = True
+    else:
+        reminder.generation += 1
+        creating = False
+    reminder.fire_at = fire_at
+    reminder.due_at = task.due_at
+    reminder.title = task.title
+    reminder.timezone = task.timezone
+    reminder.state = ReminderState.SCHEDULED
+    reminder.fired_at = None
+    reminder.job_synced = not dapr_mode()
+    reminder.updated_at = now
+    if creating:
+        reminder.save(force_insert=True)
+    else:
+        reminder.save(
+            update_fields=[
+                "generation",
+                "fire_at",
+                "due_at",
+                "title",
+                "timezone",
+                "state",
+                "fired_at",
+                "job_synced",
+                "updated_at",
+            ]
+        )
+    event_record(
+        event_type=event_types.REMINDER_SCHEDULED,
+        user_id=reminder.user_id,
+        payload={
+            "task_id": reminder.task_id,
+            "task_data": snapshot,
+            "remind_at": iso(reminder.fire_at),
+            "previous_remind_at": iso(previous),
+        },
+    )
+    _after_change(reminder, now=now)
+
+
+def _cancel(reminder: Reminder, snapshot: dict, *, reason: str, now: datetime) -> None:
+    reminder.state = ReminderState.CANCELLED
+    reminder.job_synced = not dapr_mode()
+    reminder.updated_at = now
+    reminder.save(update_fields=["state", "job_synced", "updated_at"])
+    event_record(
+        event_type=event_types.REMINDER_CANCELLED,
+        user_id=reminder.user_id,
+        payload={
+            "task_id": reminder.task_id,
+            "task_data": snapshot,
+            "remind_at": iso(reminder.fire_at),
+            "reason": reason,
+        },
+    )
+    _after_change(reminder, now=now)
+
+
+def _after_change(reminder: Reminder, *, now: datetime) -> None:
+    if dapr_mode():
+        from reminders import jobs
+
+        # After commit, never inside the transaction; a failure leaves ``job_synced`` False
+        # for the scheduler's re-sync loop.
+        transaction.on_commit(partial(jobs.sync_reminder_job, reminder.pk), robust=True)
+    elif reminder.state == ReminderState.SCHEDULED and reminder.fire_at <= now + WAKE_HORIZON:
+        # Sent after commit (a NOTIFY inside the transaction would serialise the commits of
+        # all notifying transactions); a rollback sends nothing.
+        transaction.on_commit(partial(_wake_schedulers, reminder.pk), robust=True)
+
+
+def _wake_schedulers(reminder_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [WAKE_CHANNEL, str(reminder_id)])
+
+
+# --- Firing ---------------------------------------------------------------------------------
+
+
+def _wants(task: Task | None, reminder: Reminder) -> bool:
+    return (
+        task is not None
+        and task.user_id == reminder.user_id
+        and not task.completed
+        and task.remind_at == reminder.fire_at
+    )
+
+
+def _record_trigger(reminder: Reminder, task: Task, *, now: datetime, source: str) -> None:
+    event_record(
+        event_type=event_types.REMINDER_TRIGGERED,
+        user_id=reminder.user_id,
+        payload={
+            "task_id": reminder.task_id,
+            "task_data": task_to_dict(task),
+            "remind_at": iso(reminder.fire_at),
+            "fired_at": iso(now),
+        },
+    )
+    lateness = max((now - reminder.fire_at).total_seconds(), 0.0)
+    REMINDER_LATENESS.observe(lateness)
+    REMINDERS_FIRED.labels(
+        outcome="late" if is_late(remind_at=reminder.fire_at, fired_at=now) else "on_time"
+    ).inc()
+    logger.debug(
+        "reminder for task %s fired by %s, %.3fs after its time", reminder.task_id, source, lateness
+    )
+
+
+def _mark_fired(reminder_ids: list[int], *, now: datetime) -> None:
+    # job_synced: a fired one-shot job is gone from Dapr too.
+    Reminder.objects.filter(pk__in=reminder_ids).update(
+        state=ReminderState.FIRED, fired_at=now, job_synced=True, updated_at=now
+    )
+
+
+def _drop_unwanted(reminder: Reminder, task: Task | None, *, now: datetime) -> None:
+    """The task no longer wants this reminder although the row says so: cancel it."""
+    logger.warning("reminder %s no longer matches task %s", reminder.pk, reminder.task_id)
+    reminder.state = ReminderState.CANCELLED
+    reminder.updated_at = now
+    reminder.save(update_fields=["state", "updated_at"])
+    if task is not None and task.user_id == reminder.user_id:
+        event_record(
+            event_type=event_types.REMINDER_CANCELLED,
+            user_id=reminder.user_id,
+            payload={
+                "task_id": reminder.task_id,
+                "task_data": task_to_dict(task),
+                "remind_at": iso(reminder.fire_at),
+                "reason": "completed" if task.completed else "cleared",
+            },
+        )
+    REMINDERS_FIRED.labels(outcome="stale").inc()
+
+
+@dataclass(frozen=True)
+class FirePass:
+    """One pass of ``reminders_fire_due``: how many due reminders it locked, how many it fired,
+    and the (reminder id, user id) of those it left because their user's lock was taken."""
+
+    seen: int
+    fired: int
+    busy: list[tuple[int, str]]
+
+
+def reminders_fire_due(
+    *, limit: int = 100, only: Collection[int] | None = None, skip: Collection[int] = ()
+) -> FirePass:
+    """Fire up to ``limit`` due reminders in one transaction (the polling scheduler's pass).
+
+    Due reminders are locked with ``SELECT ... FOR UPDATE SKIP LOCKED`` (another scheduler's
+    rows are skipped, so no two schedulers fire the same reminder), then their users' locks are
+    taken without waiting (``try_lock_users``); reminders of users whose lock is taken are left
+    for a later pass or ``reminder_fire_one``. This transaction never waits for a lock, so it
+    cannot deadlock with the task services, which take the user's lock first and the reminder
+    row second. ``only`` / ``skip`` restrict the pass to, or keep it off, given reminder ids.
+    """
+    with transaction.atomic():
+        candidates = Reminder.objects.select_for_update(skip_locked=True).filter(
+            state=ReminderState.SCHEDULED, fire_at__lte=timezone.now()
+        )
+        if only is not None:
+            candidates = candidates.filter(pk__in=list(only))
+        if skip:
+            candidates = candidates.exclude(pk__in=list(skip))
+        due = list(candidates.order_by("fire_at")[:limit])
+        if not due:
+            return FirePass(seen=0, fired=0, busy=[])
+        free = try_lock_users([reminder.user_id for reminder in due])
+        ready = [reminder for reminder in due if reminder.user_id in free]
+        busy = [(reminder.pk, reminder.user_id) for reminder in due if reminder.user_id not in free]
+        tasks = Task.objects.only(*REPRESENTATION_FIELDS).in_bulk(
+            [reminder.task_id for reminder in ready]
+        )
+        now = timezone.now()
+        fired = []
+        for reminder in ready:
+            task = tasks.get(reminder.task_id)
+            if not _wants(task, reminder):
+                _drop_unwanted(reminder, task, now=now)
+                continue
+            _record_trigger(reminder, task, now=now, source="scheduler")
+            fired.append(reminder.pk)
+        _mark_fired(fired, now=now)
+    return FirePass(seen=len(due), fired=len(fired), busy=busy)
+
+
+def reminder_fire_one(*, reminder_id: int, user_id: str) -> bool:
+    """Fire one due reminder, waiting for its user's lock (for the users a batch found busy).
+    False when there is nothing to fire: fired, moved or cancelled since, or in another
+    scheduler's hands right now."""
+    with transaction.atomic():
+        lock_user(user_id)
+        reminder = (
+            Reminder.objects.select_for_update(skip_locked=True)
+            .filter(
+                pk=reminder_id,
+                user_id=user_id,
+                state=ReminderState.SCHEDULED,
+                fire_at__lte=timezone.now(),
+            )
+            .first()
+        )
+        if reminder is None:
+            return False
+        task = Task.objects.only(*REPRESENTATION_FIELDS).filter(pk=reminder.task_id).first()
+        now = timezone.now()
+        if not _wants(task, reminder):
+            _drop_unwanted(reminder, task, now=now)
+            return False
+        _record_trigger(reminder, task, now=now, source="scheduler")
+        _mark_fired([reminder.pk], now=now)
+        return True
+
+
+FIRED = "fired"
+ALREADY_FIRED = "already_fired"
+STALE = "stale"
+
+
+def reminder_fire_from_job(
+    *, task_id: int, generation: int | None = None, remind_at: datetime | None = None
+) -> str:
+    """Fire the reminder a Dapr job names. ``FIRED`` or ``ALREADY_FIRED`` (a repeated trigger)
+    mean "done"; ``STALE`` means the task no longer wants this trigger."""
+    user_id = Reminder.objects.filter(task_id=task_id).values_list("user_id", flat=True).first()
+    if user_id is None:
+        return STALE
+    with transaction.atomic():
+        lock_user(user_id)
+        reminder = Reminder.objects.select_for_update().get(task_id=task_id)
+        if generation is not None and reminder.generation != generation:
+            return STALE
+        if remind_at is not None and reminder.fire_at != remind_at:
+            return STALE
+        if reminder.state == ReminderState.FIRED:
+            return ALREADY_FIRED
+        if reminder.state != ReminderState.SCHEDULED:
+            return STALE
+        task = Task.objects.only(*REPRESENTATION_FIELDS).filter(pk=reminder.task_id).first()
+        now = timezone.now()
+        if not _wants(task, reminder):
+            _drop_unwanted(reminder, task, now=now)
+            return STALE
+        _record_trigger(reminder, task, now=now, source="dapr")
+        _mark_fired([reminder.pk], now=now)
+        return FIRED
+
+
+# --- Notifications --------------------------------------------------------------------------
+
+
+def _record_notification_event(event_type: str, notification: Notification) -> None:
+    event_record(
+        event_type=event_type,
+        user_id=notification.user_id,
+        payload={
+            "notification_id": notification.pk,
+            "notification": notification_to_dict(notification),
+        },
+    )
+
+
+def notification_create_for_trigger(
+    *,
+    user_id: str,
+    task_id: int,
+    remind_at: datetime,
+    fired_at: datetime,
+    title: str,
+    due_at: datetime | None,
+) -> Notification | None:
+    """The inbox entry for a fired reminder (a ``reminder.triggered``). A repeated trigger of
+    the same firing gives the existing notification back and records nothing; a trigger whose
+    reminder does not belong to ``user_id`` gives nothing at all."""
+    with transaction.atomic():
+        lock_user(user_id)
+        reminder = Reminder.objects.filter(task_id=task_id, user_id=user_id).first()
+        if reminder is None:
+            logger.warning(
+                "reminder.triggered for task %s: no reminder of this user; ignored", task_id
+            )
+            return None
+        notification = Notification(
+            user_id=user_id,
+            kind=Notification.KIND_REMINDER,
+            reminder=reminder,
+            task_id=task_id,
+            title=title,
+            due_at=due_at,
+            remind_at=remind_at,
+            late=is_late(remind_at=remind_at, fired_at=fired_at),
+            created_at=timezone.now(),
+        )
+        try:
+            with transaction.atomic():
+                notification.save(force_insert=True)
+        except IntegrityError as exc:
+            if "notification_one_per_trigger" not in str(exc):
+                raise
+            return Notification.objects.get(reminder=reminder, remind_at=remind_at)
+        _record_notification_event(event_types.NOTIFICATION_CREATED, notification)
+        return notification
+
+
+def _locked_notification(*, user_id: str, notification_id: int) -> Notification:
+    try:
+        return Notification.objects.select_for_update().get(pk=notification_id, user_id=user_id)
+    except (Notification.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise NotificationNotFound(notification_id) from None
+
+
+def notification_mark_read(*, user_id: str, notification_id: int) -> Notification:
+    """Mark read; reading a read notification changes nothing and records nothing."""
+    with transaction.atomic():
+        lock_user(user_id)
+        notification = _locked_notification(user_id=user_id, notification_id=notification_id)
+        if notification.read_at is None:
+            notification.read_at = timezone.now()
+            notification.save(update_fields=["read_at"])
+            _record_notification_event(event_types.NOTIFICATION_READ, notification)
+        return notification
+
+
+def notification_dismiss(*, user_id: str, notification_id: int) -> Notification:
+    """Take it out of the inbox (it counts as read); dismissing twice records one event."""
+    with transaction.atomic():
+        lock_user(user_id)
+        notification = _locked_notification(user_id=user_id, notification_id=notification_id)
+        if notification.dismissed_at is None:
+            now = timezone.now()
+            notification.dismissed_at = now
+            notification.read_at = notification.read_at or now
+            notification.save(update_fields=["dismissed_at", "read_at"])
+            _record_notification_event(event_types.NOTIFICATION_DISMISSED, notification)
+        return notification
