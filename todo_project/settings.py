@@ -96,7 +96,9 @@ else:
 # Server-side parameter binding: the same query text for every user, so psycopg prepares the
 # hot queries and PostgreSQL stops re-planning them (planning a search cost more than running
 # it). Set 0 behind a pooler that cannot keep prepared statements.
-_database.setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
+_database.setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
+    "DB_SERVER_SIDE_BINDING", True
+)
 # HTTP requests run on a fixed set of threads (see todo_project/asgi.py), so each thread keeps
 # its connection (CONN_MAX_AGE). A psycopg pool is there for deployments that want one.
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
@@ -119,14 +121,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# "core": channels-redis' queue-based layer (messages wait in Redis for `expiry`); "pubsub": its
+# Redis Pub/Sub layer (pushed, no per-message round trips; at most once). docs/realtime.md.
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "core")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": (
+                "channels_redis.pubsub.RedisPubSubChannelLayer"
+                if REDIS_CHANNEL_LAYER == "pubsub"
+                else "channels_redis.core.RedisChannelLayer"
+            ),
             "CONFIG": {
-                # redis-py 8 caps a pool at 100 connections; say how many we allow.
+                # redis-py 8 caps a pool at 100 connections; say how many we allow. It also
+                # times socket reads out after 5 s by default, which is exactly how long the
+                # layer's BZPOPMIN waits for a message: an idle socket's consumer would crash
+                # every few seconds. The read timeout must be longer than that wait.
                 "hosts": [
-                    {"address": REDIS_URL, "max_connections": env_int("REDIS_MAX_CONNECTIONS", 200)}
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 200),
+                        "socket_timeout": 30,
+                    }
                 ],
                 "capacity": 1000,
                 "expiry": 60,
@@ -135,7 +151,8 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+        # Channels' in-memory layer, with its expiry sweep rate-limited (see realtime/layers.py).
+        "default": {"BACKEND": "realtime.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -190,13 +207,23 @@ SPECTACULAR_SETTINGS = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
 
-# Rate limits are counted in the database cache so that every server process shares them.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "todo-default",
+# Rate limits are counted in the cache: Redis (shared by every server process) when REDIS_URL
+# is set, else this process's memory (the embedded mode runs one process).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "todo",
+        }
     }
-}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "todo-default",
+        }
+    }
 
 # --- Runtime mode ---------------------------------------------------------------------------
 EVENTS_BROKER = env_str("EVENTS_BROKER") or (

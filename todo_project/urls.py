@@ -2,10 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from realtime.views import board
+from reminders.views import job_trigger
 from todo_project import views
 
 urlpatterns = [
+    path("", board, name="board"),
     path("api/", include("tasks.api.urls")),
+    path("", include("tasks.mcp.urls")),  # /mcp under runserver (WSGI); ASGI mounts it first
+    path("api/", include("events.urls")),
+    path("api/", include("reminders.api.urls")),
+    path("job/<str:name>", job_trigger, name="dapr-job-trigger"),  # Dapr Jobs API callback
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,83 @@
+"""``GET /api/tasks/<id>/history/``: what happened to one of the caller's tasks, oldest first."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from events import selectors
+from events.representation import history_entry_to_dict
+from tasks import selectors as task_selectors
+from tasks.api.throttles import TaskListThrottle
+from tasks.errors import TaskValidationError
+
+MAX_LIMIT = 200
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=50)
+    offset = serializers.IntegerField(min_value=0, max_value=1_000_000, default=0)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    event_id = serializers.UUIDField()
+    event_type = serializers.CharField()
+    sequence = serializers.IntegerField()
+    timestamp = serializers.DateTimeField()
+    changed_fields = serializers.ListField(child=serializers.CharField())
+    previous = serializers.DictField()
+    task = serializers.DictField(help_text="The task after this event (before it, for a delete).")
+
+
+class HistoryPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    results = HistoryEntrySerializer(many=True)
+
+
+class TaskHistoryView(APIView):
+    throttle_classes = [TaskListThrottle]
+
+    @extend_schema(
+        operation_id="tasks_history",
+        parameters=[HistoryQuerySerializer],
+        responses={
+            200: HistoryPageSerializer,
+            400: OpenApiResponse(description="Invalid `limit` / `offset`."),
+            401: OpenApiResponse(description="Missing, invalid or expired token."),
+            404: OpenApiResponse(description="No such task (or history) for this user."),
+            429: OpenApiResponse(description="Rate limited; see `Retry-After`."),
+        },
+        description="The task's events, oldest first, as the audit consumer recorded them. "
+        "A deleted task keeps its history.",
+    )
+    def get(self, request: Request, task_id: int) -> Response:
+        unknown = sorted(set(request.query_params) - {"limit", "offset"})
+        if unknown:
+            raise TaskValidationError(
+                f"Unknown parameter: {unknown[0]}.", field=unknown[0], code="unknown_parameter"
+            )
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = selectors.task_history_for_user(
+            user_id=request.user.id,
+            task_id=task_id,
+            limit=query.validated_data["limit"],
+            offset=query.validated_data["offset"],
+        )
+        if page.total == 0:
+            # No history yet: an existing task of the caller's (its first event is on its
+            # way) answers an empty list; anything else is "not found".
+            task_selectors.task_get_for_user(user_id=request.user.id, task_id=task_id)
+        return Response(
+            {
+                "count": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "results": [history_entry_to_dict(entry) for entry in page.entries],
+            }
+        )

@@ -1,0 +1,61 @@
+"""A writer process of ``bench_events``: imports nothing of Django until it has set it up, so the
+``spawn`` start method can load it in a fresh interpreter."""
+
+from __future__ import annotations
+
+
+def write_changes(users: list[str], task_ids: list[int], changes: int, per_transaction: int, start):
+    """``changes`` title updates through ``tasks.services``, round robin over the given tasks."""
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from tasks import services
+
+    start.wait()
+    index = 0
+    while index < changes:
+        with transaction.atomic():
+            for _ in range(min(per_transaction, changes - index)):
+                slot = index % len(users)
+                services.task_update(
+                    user_id=users[slot],
+                    task_id=task_ids[slot],
+                    changes={"title": f"change {index}"},
+                )
+                index += 1
+    connection.close()
+
+
+def record_events(
+    users: list[str], snapshots: list[dict], events: int, per_transaction: int, start
+):
+    """``events`` ``task.updated`` events recorded straight into the outbox (no task write):
+    loads the pipeline harder than the task services can."""
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from events.services import event_record
+
+    start.wait()
+    index = 0
+    while index < events:
+        with transaction.atomic():
+            for _ in range(min(per_transaction, events - index)):
+                slot = index % len(users)
+                snapshot = snapshots[slot]
+                event_record(
+                    event_type="task.updated",
+                    user_id=users[slot],
+                    payload={
+                        "task_id": snapshot["id"],
+                        "task_data": snapshot,
+                        "changed_fields": ["title"],
+                        "previous": {"title": snapshot["title"]},
+                    },
+                )
+                index += 1
+    connection.close()

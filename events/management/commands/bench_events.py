@@ -1,0 +1,323 @@
+"""``python manage.py bench_events``: task changes through service -> outbox -> relay -> consumer.
+
+Writers (separate processes, so they do not share this process's interpreter lock with the
+pipeline) change tasks through ``tasks.services``; the relay and a consumer run here as they run in
+the embedded server (threads), or through the in-process Dapr sidecar. The consumer does what the
+audit consumer does (one history row per event) and notes when each event's transaction
+committed. Printed: events/s sustained (first commit to last event consumed) and
+commit-to-consumer latency p50/p95 (from the envelope's timestamp, taken just before the change
+commits, to the consumer's commit).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections, transaction
+
+from events import topics
+from events.bench_writer import record_events, write_changes
+from events.brokers.embedded import EmbeddedBroker
+from events.consumers import Consumer
+from events.models import TaskHistory
+from events.relay import relay_once
+from events.runners import WorkerGroup
+from events.services import task_history_record
+from tasks.representation import task_to_dict
+
+PLAN_EVENTS_PER_SECOND = 1000
+GOAL_EVENTS_PER_SECOND = 5000
+GOAL_P95_MS = 50
+
+
+class _Recorder:
+    def __init__(self, expected: int, *, prefix: str):
+        self.expected = expected
+        self.prefix = prefix
+        self.latencies: list[float] = []
+        self.done = threading.Event()
+        self.last_at = 0.0
+        self._lock = threading.Lock()
+
+    def consumer(self, name: str) -> Consumer:
+        def handle_batch(envelopes):
+            mine = [e for e in envelopes if e.user_id.startswith(self.prefix)]
+            task_history_record(envelopes=mine)
+            stamps = [e.timestamp for e in mine]
+            transaction.on_commit(lambda: self._committed(stamps))
+
+        return Consumer(
+            name=name,
+            topic=topics.TASK_EVENTS,
+            handle=lambda envelope: handle_batch([envelope]),
+            handle_batch=handle_batch,
+            event_types=frozenset({"task.updated"}),
+        )
+
+    def _committed(self, stamps) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            self.latencies.extend((now - stamp).total_seconds() * 1000 for stamp in stamps)
+            self.last_at = time.monotonic()
+            if len(self.latencies) >= self.expected:
+                self.done.set()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class Command(BaseCommand):
+    help = "Benchmark the event pipeline: events/s and commit-to-consumer latency."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--events", type=int, default=10_000)
+        parser.add_argument("--users", type=int, default=200)
+        parser.add_argument("--writers", type=int, default=2)
+        parser.add_argument(
+            "--per-transaction",
+            type=int,
+            default=1,
+            help="Task changes per transaction (1: each change commits on its own).",
+        )
+        parser.add_argument("--mode", choices=["embedded", "dapr", "both"], default="both")
+        parser.add_argument(
+            "--source",
+            choices=["services", "outbox"],
+            default="services",
+            help="services: task_update per change; outbox: events recorded without a task "
+            "write, to load the pipeline beyond what the services can produce here.",
+        )
+        parser.add_argument(
+            "--partitions",
+            type=int,
+            default=16,
+            help="Partitions of the in-process Dapr sidecar's topics (messages in flight per "
+            "consumer, as on a Kafka topic with that many partitions).",
+        )
+        parser.add_argument("--write", action="store_true", help="Update docs/performance.md.")
+
+    def handle(
+        self,
+        *args,
+        events,
+        users,
+        writers,
+        per_transaction,
+        mode,
+        source,
+        partitions,
+        write,
+        **options,
+    ):
+        self.partitions = partitions
+        if events < writers or users < writers:
+            raise CommandError("--events and --users must be at least --writers")
+        modes = ["embedded", "dapr"] if mode == "both" else [mode]
+        results = []
+        for name in modes:
+            for backlog in (False, True):
+                self.stdout.write(
+                    f"{name}, {'backlog' if backlog else 'live'}: {events} changes, "
+                    f"{users} users, {writers} writers ..."
+                )
+                result = self._run(
+                    name, events, users, writers, per_transaction, backlog=backlog, source=source
+                )
+                results.append(result)
+                self.stdout.write(self._line(result))
+        if write:
+            self._write(results, events, users, writers, per_transaction, source)
+
+    def _run(
+        self, mode, events, users, writers, per_transaction, *, backlog: bool, source: str
+    ) -> dict:
+        """``backlog``: write every change first, then time relay + consumer draining them
+        (the pipeline's own capacity). Otherwise writers and pipeline run together (live)."""
+        from tasks import services
+
+        run = uuid.uuid4().hex[:8]
+        user_ids = [f"bench-events-{run}-{index}" for index in range(users)]
+        tasks = [services.task_create(user_id=user, title="bench") for user in user_ids]
+        task_ids = [task.pk for task in tasks]
+        snapshots = [task_to_dict(task) for task in tasks]
+        # Everything already recorded is published (to the embedded log) before the clock starts.
+        broker = EmbeddedBroker()
+        while relay_once(broker).published:
+            pass
+        recorder = _Recorder(events, prefix=f"bench-events-{run}-")
+        consumer = recorder.consumer(f"bench-{mode}-{run}")
+        sidecar = None
+        saved_env = {}
+        if mode == "dapr":
+            from events.sidecar import InProcessDaprSidecar
+
+            sidecar = InProcessDaprSidecar(partitions=self.partitions).start()
+            for key, value in sidecar.environ().items():
+                saved_env[key] = os.environ.get(key)
+                os.environ[key] = value
+        else:
+            # A new consumer starts at the head of the log, not at its beginning.
+            from events.models import ConsumerCursor, EventLogHead
+
+            head = EventLogHead.objects.filter(pk=1).values_list("last_position", flat=True).first()
+            ConsumerCursor.objects.create(consumer=consumer.name, position=head or 0)
+        group = WorkerGroup(broker=mode, consumers=[consumer])
+        try:
+            if not backlog:
+                self._start(group, sidecar, consumer)
+            connections.close_all()
+            started, written = self._write_changes(
+                user_ids,
+                snapshots if source == "outbox" else task_ids,
+                events,
+                writers,
+                per_transaction,
+                target=record_events if source == "outbox" else write_changes,
+            )
+            if backlog:
+                started = time.monotonic()
+                self._start(group, sidecar, consumer)
+            if not recorder.done.wait(timeout=max(120.0, events / 100)):
+                raise CommandError(
+                    f"only {len(recorder.latencies)} of {events} events were consumed"
+                )
+            finished = recorder.last_at
+        finally:
+            group.stop()
+            if sidecar is not None:
+                sidecar.stop()
+                for key, value in saved_env.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+        TaskHistory.objects.filter(user_id__in=user_ids).delete()
+        latencies = recorder.latencies
+        return {
+            "mode": mode,
+            "phase": "backlog" if backlog else "live",
+            "source": source,
+            "per_transaction": per_transaction,
+            "events": events,
+            "write_rate": events / (written - started) if not backlog else None,
+            "rate": events / (finished - started),
+            "p50": None if backlog else _percentile(latencies, 0.50),
+            "p95": None if backlog else _percentile(latencies, 0.95),
+            "max": None if backlog else max(latencies),
+        }
+
+    @staticmethod
+    def _start(group, sidecar, consumer) -> None:
+        group.start()
+        if sidecar is not None:
+            sidecar.wait_for(lambda: sidecar.subscribers(consumer.name, topics.TASK_EVENTS) == 1)
+
+    @staticmethod
+    def _write_changes(
+        user_ids, targets, events, writers, per_transaction, *, target
+    ) -> tuple[float, float]:
+        context = multiprocessing.get_context("spawn")
+        start = context.Event()
+        share = events // writers
+        processes = []
+        for index in range(writers):
+            mine = slice(index, None, writers)
+            count = share if index < writers - 1 else events - share * (writers - 1)
+            process = context.Process(
+                target=target,
+                args=(user_ids[mine], targets[mine], count, per_transaction, start),
+                daemon=True,
+            )
+            process.start()
+            processes.append(process)
+        time.sleep(2.0)  # let the writers boot Django
+        started = time.monotonic()
+        start.set()
+        for process in processes:
+            process.join()
+            if process.exitcode:
+                raise CommandError(f"a writer failed (exit code {process.exitcode})")
+        return started, time.monotonic()
+
+    @staticmethod
+    def _line(result: dict) -> str:
+        if result["phase"] == "backlog":
+            return f"  {result['mode']:<9} drained {result['rate']:8.0f} events/s"
+        return (
+            f"  {result['mode']:<9} {result['rate']:8.0f} events/s consumed "
+            f"({result['write_rate']:.0f}/s written)   commit->consumer "
+            f"p50 {result['p50']:.1f} ms  p95 {result['p95']:.1f} ms  max {result['max']:.0f} ms"
+        )
+
+    def _write(self, results, events, users, writers, per_transaction, source) -> None:
+        """Replace this configuration's block in docs/performance.md (other blocks stay)."""
+        path = Path(settings.BASE_DIR) / "docs" / "performance.md"
+        begin = f"<!-- bench_events {source} x{per_transaction}:begin -->"
+        end = f"<!-- bench_events {source} x{per_transaction}:end -->"
+
+        def cell(value, spec):
+            return "-" if value is None else format(value, spec)
+
+        rows = "\n".join(
+            f"| {r['mode']} | {r['phase']} | {cell(r['rate'], ',.0f')} | "
+            f"{cell(r['write_rate'], ',.0f')} | {cell(r['p50'], '.1f')} | "
+            f"{cell(r['p95'], '.1f')} | {cell(r['max'], '.0f')} |"
+            for r in results
+        )
+        what = (
+            f"`tasks.services.task_update` calls ({per_transaction} per transaction)"
+            if source == "services"
+            else f"`task.updated` events recorded straight into the outbox, no task write "
+            f"({per_transaction} per transaction)"
+        )
+        try:
+            load = "load average {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
+        except OSError:
+            load = "load unknown"
+        command = (
+            f"python manage.py bench_events --source {source} --events {events} "
+            f"--users {users} --writers {writers} --per-transaction {per_transaction} "
+            f"--partitions {self.partitions}"
+        )
+        block = f"""{begin}
+### Events from {source}, {per_transaction} per transaction
+
+```
+{command}
+```
+
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, {load} at the end
+(the machine was shared with other work). {writers} writer processes make {what}; the relay and
+a consumer writing one history row per event run as threads, as in the embedded server (Dapr:
+through the in-process sidecar, {self.partitions} partitions). *live*: writers and pipeline together, latency
+from the envelope's timestamp (just before the change commits) to the consumer's commit;
+*backlog*: everything written first, then drained: the pipeline's own capacity.
+Plan: {PLAN_EVENTS_PER_SECOND:,} events/s. Goal: >= {GOAL_EVENTS_PER_SECOND:,} events/s sustained,
+p95 <= {GOAL_P95_MS} ms commit-to-consumer (embedded).
+
+| broker | run | consumed events/s | written events/s | p50 ms | p95 ms | max ms |
+|---|---|---|---|---|---|---|
+{rows}
+{end}"""
+        text = path.read_text() if path.exists() else "# Performance\n"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            text = head + block + rest.split(end, 1)[1]
+        else:
+            heading = "## Events: service -> outbox -> relay -> consumer"
+            if heading not in text:
+                text = text.rstrip("\n") + f"\n\n{heading}\n"
+            head, tail = text.split(heading, 1)
+            text = head + heading + "\n\n" + block + "\n" + tail.lstrip("\n")
+        path.write_text(text if text.endswith("\n") else text + "\n")
+        self.stdout.write(f"wrote {path}")

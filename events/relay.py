@@ -1,0 +1,216 @@
+"""The relay: publishes committed outbox rows and marks them sent.
+
+One pass is one transaction: claim unsent rows in id order with ``FOR UPDATE SKIP LOCKED`` (so
+relays running side by side take different rows), hold back any row whose user has an earlier
+unsent row claimed by another relay (so each user's events go out in sequence order), publish,
+mark what was accepted, commit. Nothing is marked before the broker accepted it; if the relay dies
+after publishing and before the commit, the rows stay unsent and are published again (consumers
+drop the duplicate by ``event_id``). A failed publish rolls the pass back and the relay backs off,
+doubling the pause up to a cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.utils import DatabaseError
+from django.utils import timezone
+
+from events import conf, wakeup
+from events.brokers import Broker, BrokerUnavailable, OutboxRow
+from events.services import events_expire
+from todo_project import metrics
+
+logger = logging.getLogger(__name__)
+
+
+def _claim(cursor, batch_size: int) -> list[OutboxRow]:
+    cursor.execute(
+        """
+        SELECT id, event_id, event_type, user_id, sequence, topics, envelope::text
+        FROM events_outboxevent
+        WHERE sent_at IS NULL
+        ORDER BY id
+        LIMIT %s
+        FOR UPDATE SKIP LOCKED
+        """,
+        [batch_size],
+    )
+    return [
+        OutboxRow(
+            id=row[0],
+            event_id=row[1],
+            event_type=row[2],
+            user_id=row[3],
+            sequence=row[4],
+            topics=tuple(row[5]),
+            envelope_json=row[6],
+        )
+        for row in cursor.fetchall()
+    ]
+
+
+def _hold_back_users_behind_others(cursor, rows: list[OutboxRow]) -> list[OutboxRow]:
+    """Drop rows that have an earlier unsent row of the same user outside this claim."""
+    users = sorted({row.user_id for row in rows})
+    cursor.execute(
+        """
+        SELECT user_id, min(id) FROM events_outboxevent
+        WHERE sent_at IS NULL AND user_id = ANY(%s) AND id < %s AND NOT (id = ANY(%s))
+        GROUP BY user_id
+        """,
+        [users, rows[-1].id, [row.id for row in rows]],
+    )
+    first_foreign = dict(cursor.fetchall())
+    if not first_foreign:
+        return rows
+    return [
+        row
+        for row in rows
+        if row.user_id not in first_foreign or row.id < first_foreign[row.user_id]
+    ]
+
+
+@dataclass(frozen=True)
+class RelayPass:
+    published: int = 0
+    refused: int = 0
+    held_back: int = 0
+
+
+def relay_once(broker: Broker, *, batch_size: int | None = None) -> RelayPass:
+    """One pass: how many rows were published and marked sent, refused by the broker, or held
+    back behind another relay's claim."""
+    batch_size = batch_size or conf.get("EVENTS_RELAY_BATCH_SIZE")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # A pass only ever needs redoing, never undoing: if a crash loses this commit, the
+            # rows are unsent again and go out again. So it need not wait for the disk.
+            cursor.execute("SET LOCAL synchronous_commit TO off")
+            claimed = _claim(cursor, batch_size)
+            if not claimed:
+                return RelayPass()
+            rows = _hold_back_users_behind_others(cursor, claimed)
+            if not rows:
+                return RelayPass(held_back=len(claimed))
+            started = time.monotonic()
+            failed = broker.publish(rows)
+            sent = _accepted(rows, failed)
+            if failed:
+                cursor.execute(
+                    """
+                    UPDATE events_outboxevent
+                    SET publish_attempts = publish_attempts + 1, last_error = %s
+                    WHERE event_id = ANY(%s)
+                    """,
+                    ["the broker refused the entry", list(failed)],
+                )
+                metrics.RELAY_PUBLISH_ERRORS.inc(len(failed))
+                logger.warning("broker refused %d of %d events", len(failed), len(rows))
+            if sent and not getattr(broker, "marks_sent", False):
+                cursor.execute(
+                    "UPDATE events_outboxevent SET sent_at = now() WHERE id = ANY(%s)",
+                    [[row.id for row in sent]],
+                )
+        if sent:
+            transaction.on_commit(lambda: broker.after_commit(sent))
+    for row in sent:
+        for topic in row.topics:
+            metrics.EVENTS_PUBLISHED.labels(topic=topic, event_type=row.event_type).inc()
+    logger.debug("published %d events in %.1f ms", len(sent), (time.monotonic() - started) * 1000)
+    return RelayPass(
+        published=len(sent), refused=len(rows) - len(sent), held_back=len(claimed) - len(rows)
+    )
+
+
+def _accepted(rows: list[OutboxRow], failed: set) -> list[OutboxRow]:
+    """Rows to mark sent: accepted, and not after a refused row of the same user (which will be
+    published again first, keeping the user's order)."""
+    if not failed:
+        return rows
+    blocked: set[str] = set()
+    accepted = []
+    for row in rows:
+        if row.event_id in failed:
+            blocked.add(row.user_id)
+        elif row.user_id not in blocked:
+            accepted.append(row)
+    return accepted
+
+
+def update_lag_metrics() -> None:
+    """Age of the oldest unsent row, and dead letters waiting for an operator."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(created_at) FROM events_outboxevent WHERE sent_at IS NULL")
+        (oldest,) = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM events_deadletter WHERE replayed_at IS NULL")
+        (dead_letters,) = cursor.fetchone()
+    metrics.RELAY_LAG.set((timezone.now() - oldest).total_seconds() if oldest else 0)
+    metrics.DEAD_LETTERS_PENDING.set(dead_letters)
+
+
+class Relay:
+    """Runs ``relay_once`` until stopped: at once while there is work, then on a wake (a commit
+    that recorded events, here or in another process) or after the poll interval."""
+
+    def __init__(self, broker: Broker, *, batch_size: int | None = None, sweep: bool = True):
+        self.broker = broker
+        self.batch_size = batch_size
+        self.sweep = sweep
+        self.stop_event = threading.Event()
+        self.healthy = threading.Event()
+        self.published = 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        wake = wakeup.waiter(wakeup.OUTBOX)
+        initial = conf.get("EVENTS_RELAY_BACKOFF_INITIAL_SECONDS")
+        delay = initial
+        last_sweep = float("-inf")  # sweep once at start, then every interval
+        last_lag = 0.0
+        logger.info("relay started (broker: %s)", self.broker.name)
+        try:
+            while not self.stop_event.is_set():
+                wake.clear()
+                try:
+                    result = relay_once(self.broker, batch_size=self.batch_size)
+                    if result.refused:
+                        raise BrokerUnavailable(f"{result.refused} events refused")
+                    now = time.monotonic()
+                    if now - last_lag > 1.0:
+                        update_lag_metrics()
+                        last_lag = now
+                    if self.sweep and now - last_sweep > conf.get("EVENTS_SWEEP_INTERVAL_SECONDS"):
+                        events_expire()
+                        last_sweep = now
+                except (BrokerUnavailable, DatabaseError) as exc:
+                    self.healthy.clear()
+                    metrics.RELAY_PUBLISH_ERRORS.inc()
+                    logger.warning("relay: publish failed (%s); retrying in %.2fs", exc, delay)
+                    if isinstance(exc, DatabaseError):
+                        connection.close()
+                    if self.stop_event.wait(delay):
+                        break
+                    delay = min(delay * 2, conf.get("EVENTS_RELAY_BACKOFF_MAX_SECONDS"))
+                    continue
+                delay = initial
+                self.healthy.set()
+                self.published += result.published
+                if result.published:
+                    continue
+                if result.held_back:
+                    # Another relay holds earlier rows of these users; it commits soon.
+                    wake.wait(0.01)
+                    continue
+                wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
+        finally:
+            wakeup.forget(wakeup.OUTBOX, wake)
+            self.broker.close()
+            connection.close()
+            logger.info("relay stopped after publishing %d events", self.published)

@@ -1,0 +1,341 @@
+"""Event envelopes: one versioned Pydantic model per event type.
+
+Every event has the same envelope (``event_id``, ``event_type``, ``schema_version``, ``user_id``,
+``timestamp``, ``sequence``, ``payload``); the payload's model depends on the type. An envelope is
+validated when it is recorded (an invalid one never reaches the outbox) and again when a consumer
+receives it (an invalid one is dead-lettered). ``docs/events/`` holds the JSON Schema of each type,
+generated from these models by ``manage.py export_event_schemas``.
+
+Compatibility rules within one ``schema_version``: fields are only ever added to ``task_data``
+(consumers ignore fields they do not know); anything else is a new version.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from events import topics as topic_names
+
+SCHEMA_VERSION = 1
+USER_ID_MAX_LENGTH = 128
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# RFC 3339 in UTC ("2025-01-31T09:00:00Z"); an offset is accepted on input and converted.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSnapshot(BaseModel):
+    """The task as REST shows it (``tasks.representation.task_to_dict``), after the change
+    (before it, for a delete). New fields may appear; consumers ignore what they don't know."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: PositiveInt
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(max_length=2000)
+    completed: bool
+    completed_at: UtcDatetime | None
+    priority: Literal["low", "medium", "high", "urgent"]
+    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(max_length=20)
+    due_date: UtcDatetime | None
+    reminder_time: str | None = Field(
+        description="Offset before due (`1h`, `2d`, `1w`) or an absolute RFC 3339 time."
+    )
+    remind_at: UtcDatetime | None
+    recurrence_pattern: str = Field(max_length=500)
+    series_id: uuid.UUID | None
+    series_index: int = Field(ge=0)
+    timezone: str = Field(min_length=1, max_length=64)
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    version: PositiveInt
+
+
+class TaskPayload(_Strict):
+    task_id: PositiveInt
+    task_data: TaskSnapshot
+
+    @model_validator(mode="after")
+    def _same_task(self):
+        if self.task_data.id != self.task_id:
+            raise ValueError("task_data.id must equal task_id")
+        return self
+
+
+class TaskChangePayload(TaskPayload):
+    changed_fields: list[str] = Field(
+        min_length=1, description="Representation names of the fields whose value changed."
+    )
+    previous: dict[str, Any] = Field(
+        description="The changed fields' values before the change, as REST showed them."
+    )
+
+    @model_validator(mode="after")
+    def _previous_matches(self):
+        if set(self.previous) - set(self.changed_fields):
+            raise ValueError("previous may only hold changed fields")
+        return self
+
+
+class TaskDeletedPayload(TaskPayload):
+    stop_series: bool = Field(description="The recurring series ends with this task.")
+
+
+class ReminderScheduledPayload(TaskPayload):
+    remind_at: UtcDatetime
+    previous_remind_at: UtcDatetime | None = Field(
+        default=None, description="Set when an existing reminder was moved."
+    )
+
+
+class ReminderTriggeredPayload(TaskPayload):
+    remind_at: UtcDatetime = Field(description="When the reminder was due.")
+    fired_at: UtcDatetime = Field(description="When it fired (later than remind_at if late).")
+
+
+class Envelope(_Strict):
+    """Common fields of every event. Subclasses pin ``event_type`` and the payload model."""
+
+    event_id: uuid.UUID = Field(description="Unique id; the CloudEvent id on the broker.")
+    event_type: str
+    schema_version: Literal[1] = Field(description="Version of this event type's schema.")
+    user_id: str = Field(min_length=1, max_length=USER_ID_MAX_LENGTH)
+    timestamp: UtcDatetime = Field(description="When the change was recorded (RFC 3339, UTC).")
+    sequence: PositiveInt = Field(
+        description="Per user: 1, 2, 3, ... in commit order, with no gaps."
+    )
+    payload: BaseModel
+
+
+class TaskCreated(Envelope):
+    event_type: Literal["task.created"]
+    payload: TaskPayload
+
+
+class TaskUpdated(Envelope):
+    event_type: Literal["task.updated"]
+    payload: TaskChangePayload
+
+
+class TaskCompleted(Envelope):
+    event_type: Literal["task.completed"]
+    payload: TaskChangePayload
+
+
+class TaskReopened(Envelope):
+    event_type: Literal["task.reopened"]
+    payload: TaskChangePayload
+
+
+class TaskDeleted(Envelope):
+    event_type: Literal["task.deleted"]
+    payload: TaskDeletedPayload
+
+
+class ReminderScheduled(Envelope):
+    event_type: Literal["reminder.scheduled"]
+    payload: ReminderScheduledPayload
+
+
+class ReminderTriggered(Envelope):
+    event_type: Literal["reminder.triggered"]
+    payload: ReminderTriggeredPayload
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    model: type[Envelope]
+    topics: tuple[str, ...]
+    description: str
+
+    @property
+    def version(self) -> int:
+        return SCHEMA_VERSION
+
+
+_EVENT_TYPES: dict[str, EventType] = {}
+
+
+def register_event_type(
+    model: type[Envelope], *, topics: tuple[str, ...], description: str
+) -> EventType:
+    """Add an event type (other apps add theirs in ``AppConfig.ready``)."""
+    annotation = model.model_fields["event_type"].annotation
+    names = getattr(annotation, "__args__", ())
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{model.__name__}.event_type must be a single Literal string")
+    for topic in topics:
+        topic_names.check_name(topic)
+    event_type = EventType(
+        name=names[0], model=model, topics=tuple(topics), description=description
+    )
+    existing = _EVENT_TYPES.get(event_type.name)
+    if existing is not None and existing.model is not model:
+        raise ValueError(f"Event type {event_type.name!r} is already registered")
+    _EVENT_TYPES[event_type.name] = event_type
+    _adapter.cache_clear()
+    return event_type
+
+
+def event_types() -> dict[str, EventType]:
+    return dict(_EVENT_TYPES)
+
+
+def get_event_type(name: str) -> EventType:
+    try:
+        return _EVENT_TYPES[name]
+    except KeyError:
+        raise InvalidEnvelope(f"Unknown event type {name!r}") from None
+
+
+class InvalidEnvelope(ValueError):
+    """A message that is not a valid envelope of a known event type."""
+
+
+@functools.cache
+def _adapter() -> TypeAdapter:
+    """All registered envelopes as one union keyed by ``event_type``: JSON is validated in one
+    pass, without building Python dicts first."""
+    models = tuple(kind.model for kind in _EVENT_TYPES.values())
+    union = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
+    return TypeAdapter(Annotated[union, Field(discriminator="event_type")])
+
+
+def parse_envelope(data: bytes | str | dict) -> Envelope:
+    """Validate a received message (JSON text or an already decoded object)."""
+    try:
+        if isinstance(data, bytes | str):
+            return _adapter().validate_json(data)
+        return _adapter().validate_python(data)
+    except ValidationError:
+        pass  # find out what is wrong, below, and say it plainly
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidEnvelope(f"Not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEnvelope("An envelope must be a JSON object")
+    name = data.get("event_type")
+    if not isinstance(name, str):
+        raise InvalidEnvelope("event_type is missing")
+    model = get_event_type(name).model
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEnvelope(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(item) for item in error["loc"]) or "(envelope)"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def build_envelope(
+    *,
+    event_type: str,
+    user_id: str,
+    payload: dict | BaseModel,
+    sequence: int,
+    event_id: uuid.UUID | None = None,
+    timestamp: datetime | None = None,
+) -> Envelope:
+    """A validated envelope; raises ``InvalidEnvelope`` with what is wrong."""
+    model = get_event_type(event_type).model
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    try:
+        return model.model_validate(
+            {
+                "event_id": event_id or uuid.uuid4(),
+                "event_type": event_type,
+                "schema_version": SCHEMA_VERSION,
+                "user_id": user_id,
+                "timestamp": timestamp or datetime.now(UTC),
+                "sequence": sequence,
+                "payload": payload,
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidEnvelope(f"{event_type}: {_describe(exc)}") from None
+
+
+def json_schema(event_type: EventType) -> dict:
+    schema = event_type.model.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://todo-backend.local/schemas/events/{event_type.name}.v{event_type.version}.json",
+        "title": f"{event_type.name} (schema version {event_type.version})",
+        "description": event_type.description,
+        "x-topics": list(event_type.topics),
+        **{key: value for key, value in schema.items() if key not in {"title", "description"}},
+    }
+
+
+TASK_TOPICS = (topic_names.TASK_EVENTS, topic_names.TASK_UPDATES)
+# Reminder events also go to task-updates: a user's clients then see every sequence number
+# and can tell "missed" from "not for me".
+REMINDER_TOPICS = (topic_names.REMINDERS, topic_names.TASK_UPDATES)
+
+register_event_type(TaskCreated, topics=TASK_TOPICS, description="A task was created.")
+register_event_type(
+    TaskUpdated,
+    topics=TASK_TOPICS,
+    description="Fields of a task changed (not its completion); `changed_fields` says which.",
+)
+register_event_type(
+    TaskCompleted,
+    topics=TASK_TOPICS,
+    description="A task was marked done (other fields may have changed with it).",
+)
+register_event_type(
+    TaskReopened, topics=TASK_TOPICS, description="A completed task was marked not done."
+)
+register_event_type(
+    TaskDeleted,
+    topics=TASK_TOPICS,
+    description="A task was deleted; `task_data` is its last state.",
+)
+register_event_type(
+    ReminderScheduled,
+    topics=REMINDER_TOPICS,
+    description="A reminder was scheduled or moved for a task.",
+)
+register_event_type(
+    ReminderTriggered,
+    topics=REMINDER_TOPICS,
+    description="A task's reminder came due and fired.",
+)
+
+TASK_EVENT_TYPES = frozenset(
+    {"task.created", "task.updated", "task.completed", "task.reopened", "task.deleted"}
+)

@@ -1,0 +1,338 @@
+"""The writes of the events app.
+
+``event_record`` is the only way into the outbox: it runs inside the transaction of the change it
+describes, takes the user's next sequence number and writes the validated envelope. Everything
+else here belongs to consumers: idempotency keys, dead letters and their replay, task history,
+and the retention sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from pydantic import BaseModel
+
+from events import conf, wakeup
+from events.models import DeadLetter
+from events.schemas import Envelope, InvalidEnvelope, build_envelope, get_event_type
+from tasks.signals import TaskChange
+from todo_project import metrics
+
+logger = logging.getLogger(__name__)
+
+
+class EventRecordingError(RuntimeError):
+    """An event could not be recorded; the change it belongs to must not commit."""
+
+
+# One round trip: take the user's next sequence number (the row lock on the counter orders the
+# user's events by commit) and write the envelope with that number in it.
+_RECORD = """
+WITH next AS (
+    INSERT INTO events_usereventsequence AS s (user_id, last_sequence) VALUES (%(user_id)s, 1)
+    ON CONFLICT (user_id) DO UPDATE SET last_sequence = s.last_sequence + 1
+    RETURNING last_sequence
+)
+INSERT INTO events_outboxevent
+    (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error)
+SELECT %(event_id)s, %(event_type)s, %(user_id)s, next.last_sequence, %(topics)s::varchar[],
+       jsonb_set(%(envelope)s::jsonb, '{sequence}', to_jsonb(next.last_sequence)), 0, ''
+FROM next
+RETURNING sequence
+"""
+
+
+def event_record(
+    *,
+    event_type: str,
+    user_id: str,
+    payload: dict | BaseModel,
+    event_id: uuid.UUID | None = None,
+    timestamp: datetime | None = None,
+) -> Envelope:
+    """Write one event to the outbox, in the caller's transaction.
+
+    The envelope is validated before anything is written (``InvalidEnvelope`` otherwise), so a
+    caller that catches the error has not consumed a sequence number. The relays are woken when
+    the transaction commits; a rollback leaves no event and no used sequence number.
+    """
+    if not connection.in_atomic_block:
+        raise EventRecordingError(
+            "event_record must run inside the transaction of the change it records."
+        )
+    kind = get_event_type(event_type)
+    # Validate first, with a provisional sequence number; the database puts in the real one.
+    draft = build_envelope(
+        event_type=event_type,
+        user_id=user_id,
+        payload=payload,
+        sequence=1,
+        event_id=event_id,
+        timestamp=timestamp,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD,
+            {
+                "user_id": user_id,
+                "event_id": draft.event_id,
+                "event_type": event_type,
+                "topics": list(kind.topics),
+                "envelope": draft.model_dump_json(),
+            },
+        )
+        (sequence,) = cursor.fetchone()
+    envelope = draft.model_copy(update={"sequence": sequence})
+    wakeup.wake_relay_after_commit()
+    return envelope
+
+
+def task_change_record(change: TaskChange) -> Envelope:
+    """Turn a ``tasks.signals.TaskChange`` into its event (called by the signal receiver)."""
+    snapshot = change.snapshot
+    payload: dict = {"task_id": snapshot["id"], "task_data": snapshot}
+    if change.action in {"updated", "completed", "reopened"}:
+        payload["changed_fields"] = list(change.changed_fields)
+        payload["previous"] = dict(change.previous)
+    elif change.action == "deleted":
+        payload["stop_series"] = bool(change.options.get("stop_series", False))
+    return event_record(event_type=f"task.{change.action}", user_id=change.user_id, payload=payload)
+
+
+# --- consumers -------------------------------------------------------------------------------
+
+
+def processed_event_claim(*, consumer: str, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Insert ``(consumer, event_id)`` rows in the current transaction; returns the ids that were
+    new. An id another transaction is inserting right now waits for it: if that one commits, the
+    id is not new here."""
+    ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO events_processedevent (consumer, event_id, processed_at)
+            SELECT %s, id, now() FROM unnest(%s::uuid[]) AS id
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+            """,
+            [consumer, ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def dead_letter_record(
+    *,
+    consumer: str,
+    topic: str,
+    error: str,
+    attempts: int,
+    envelope: Envelope | None = None,
+    message: dict | None = None,
+    raw: str = "",
+) -> DeadLetter:
+    """Keep a message a consumer gave up on. One row per consumer and event: a second failure
+    of the same event (after a replay, or a redelivery) updates it."""
+    data = envelope.model_dump(mode="json") if envelope is not None else message
+    event_id = envelope.event_id if envelope is not None else _uuid_or_none(message)
+    fields = {
+        "topic": topic,
+        "event_type": envelope.event_type
+        if envelope
+        else str((message or {}).get("event_type", ""))[:64],
+        "user_id": envelope.user_id if envelope else str((message or {}).get("user_id", ""))[:128],
+        "envelope": data,
+        "raw": raw if data is None else "",
+        "error": error[:10_000],
+    }
+    now = timezone.now()
+    with transaction.atomic():
+        letter = None
+        created = False
+        if event_id is not None:
+            letter = _existing_letter(consumer, event_id)
+        if letter is None:
+            try:
+                with transaction.atomic():
+                    letter = DeadLetter.objects.create(
+                        consumer=consumer,
+                        event_id=event_id,
+                        attempts=attempts,
+                        created_at=now,
+                        last_failed_at=now,
+                        **fields,
+                    )
+                    created = True
+            except IntegrityError:
+                # Another process dead-lettered the same event a moment ago.
+                letter = _existing_letter(consumer, event_id)
+        if not created:
+            for name, value in fields.items():
+                setattr(letter, name, value)
+            letter.attempts += attempts
+            letter.last_failed_at = now
+            letter.replayed_at = None
+            letter.save(update_fields=[*fields, "attempts", "last_failed_at", "replayed_at"])
+    metrics.DEAD_LETTERS.labels(consumer=consumer).inc()
+    logger.error(
+        "dead-lettered %s for %s after %d attempt(s): %s",
+        fields["event_type"] or "an invalid message",
+        consumer,
+        attempts,
+        _last_line(error),
+        extra={"event_id": event_id, "consumer": consumer, "user_id": fields["user_id"] or None},
+    )
+    return letter
+
+
+def _existing_letter(consumer: str, event_id: uuid.UUID) -> DeadLetter | None:
+    return (
+        DeadLetter.objects.select_for_update().filter(consumer=consumer, event_id=event_id).first()
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _uuid_or_none(message: dict | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str((message or {}).get("event_id")))
+    except ValueError:
+        return None
+
+
+class ReplayFailed(Exception):
+    pass
+
+
+def dead_letter_replay(*, dead_letter_id: int) -> str:
+    """Run a dead letter through its consumer again, now. Returns the outcome ("applied" or
+    "duplicate"); raises ``ReplayFailed`` (and records the error) if it fails again."""
+    from events.consumers import UnknownConsumer, get_consumer
+    from events.processing import apply_in_transaction
+
+    letter = DeadLetter.objects.get(pk=dead_letter_id)
+    try:
+        consumer = get_consumer(letter.consumer)
+    except UnknownConsumer as exc:
+        raise ReplayFailed(str(exc)) from None
+    try:
+        envelope = _envelope_of(letter)
+    except InvalidEnvelope as exc:
+        raise ReplayFailed(f"The message is not a valid envelope: {exc}") from None
+    try:
+        with transaction.atomic():
+            outcome = apply_in_transaction(consumer, envelope)
+            letter.replayed_at = timezone.now()
+            letter.replay_count += 1
+            letter.save(update_fields=["replayed_at", "replay_count"])
+    except Exception as exc:
+        DeadLetter.objects.filter(pk=letter.pk).update(
+            error=f"replay failed: {exc!r}"[:10_000], last_failed_at=timezone.now()
+        )
+        raise ReplayFailed(f"{type(exc).__name__}: {exc}") from exc
+    logger.info(
+        "replayed dead letter %s: %s", letter.pk, outcome, extra={"event_id": letter.event_id}
+    )
+    return outcome
+
+
+def _envelope_of(letter: DeadLetter) -> Envelope:
+    from events.schemas import parse_envelope
+
+    if letter.envelope is not None:
+        return parse_envelope(letter.envelope)
+    return parse_envelope(letter.raw)
+
+
+_INSERT_HISTORY = """
+INSERT INTO events_taskhistory
+    (user_id, task_id, event_id, event_type, sequence, occurred_at, changed_fields, previous,
+     task_data, recorded_at)
+SELECT r.user_id, r.task_id, r.event_id, r.event_type, r.sequence, r.occurred_at,
+       ARRAY(SELECT jsonb_array_elements_text(r.changed_fields)), r.previous, r.task_data, now()
+FROM jsonb_to_recordset(%s::jsonb) AS r(
+    user_id text, task_id bigint, event_id uuid, event_type text, sequence bigint,
+    occurred_at timestamptz, changed_fields jsonb, previous jsonb, task_data jsonb)
+"""
+
+
+def task_history_record(*, envelopes: list[Envelope]) -> int:
+    """The audit consumer's effect: one history row per task event (one statement per batch)."""
+    if not envelopes:
+        return 0
+    rows = [
+        {
+            "user_id": envelope.user_id,
+            "task_id": envelope.payload.task_id,
+            "event_id": str(envelope.event_id),
+            "event_type": envelope.event_type,
+            "sequence": envelope.sequence,
+            "occurred_at": envelope.timestamp.isoformat(),
+            "changed_fields": list(getattr(envelope.payload, "changed_fields", [])),
+            "previous": dict(getattr(envelope.payload, "previous", {})),
+            "task_data": envelope.payload.task_data.model_dump(mode="json"),
+        }
+        for envelope in envelopes
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_HISTORY, [json.dumps(rows, cls=DjangoJSONEncoder)])
+    return len(rows)
+
+
+def events_expire(*, older_than: timedelta | None = None, chunk: int = 10_000) -> dict[str, int]:
+    """Delete idempotency keys and sent outbox rows older than the retention (7 days by
+    default). Unsent rows are never deleted. Returns how many rows of each went."""
+    age = (
+        older_than if older_than is not None else timedelta(days=conf.get("EVENTS_RETENTION_DAYS"))
+    )
+    cutoff = timezone.now() - age
+    deleted = {"processed": 0, "outbox": 0}
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                """
+                DELETE FROM events_processedevent WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM events_processedevent WHERE processed_at < %s LIMIT %s))
+                """,
+                [cutoff, chunk],
+            )
+            deleted["processed"] += cursor.rowcount
+            if cursor.rowcount < chunk:
+                break
+        # Outbox ids grow with time: find the first row young enough to keep, then delete
+        # below it by primary key.
+        cursor.execute(
+            "SELECT id FROM events_outboxevent WHERE created_at >= %s ORDER BY id LIMIT 1", [cutoff]
+        )
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute("SELECT coalesce(max(id), 0) + 1 FROM events_outboxevent")
+            row = cursor.fetchone()
+        (keep_from,) = row
+        while True:
+            cursor.execute(
+                """
+                DELETE FROM events_outboxevent WHERE id = ANY(ARRAY(
+                    SELECT id FROM events_outboxevent
+                    WHERE id < %s AND sent_at IS NOT NULL AND created_at < %s
+                    ORDER BY id LIMIT %s))
+                """,
+                [keep_from, cutoff, chunk],
+            )
+            deleted["outbox"] += cursor.rowcount
+            if cursor.rowcount < chunk:
+                break
+    if deleted["processed"] or deleted["outbox"]:
+        logger.info("expired %(processed)d idempotency keys and %(outbox)d outbox rows", deleted)
+    return deleted

@@ -1,0 +1,45 @@
+"""The embedded server runs the relay and the consumers in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from events.models import OutboxEvent, TaskHistory
+from events.runners import in_process_workers
+from tasks import services
+from todo_project import lifespan
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_embedded_server_registers_the_workers_with_its_lifespan(settings):
+    assert settings.RUN_WORKERS_IN_PROCESS
+    assert ("events", in_process_workers) in lifespan._hooks
+
+
+def test_a_change_goes_through_relay_and_audit_inside_the_server_process(user_id, fast_retries):
+    # given the workers the server's lifespan starts
+    loop = asyncio.new_event_loop()
+    workers = in_process_workers()
+    group = loop.run_until_complete(workers.__aenter__())
+    try:
+        assert "audit" in {getattr(w, "consumer", None) and w.consumer.name for w in group.workers}
+        # when a change commits
+        task = services.task_create(user_id=user_id, title="live")
+        # then the relay publishes it and the audit consumer records it, woken at once
+        started = time.monotonic()
+        recorded = TaskHistory.objects.filter(task_id=task.pk, event_type="task.created")
+        while not recorded.exists() and time.monotonic() - started < 10:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+    finally:
+        loop.run_until_complete(workers.__aexit__(None, None, None))
+        loop.close()
+    assert recorded.exists()
+    assert elapsed < 5
+    assert OutboxEvent.objects.get(user_id=user_id, event_type="task.created").position is not None
+    # and shutting down stopped every worker thread
+    assert all(not thread.is_alive() for thread in group._threads)

@@ -1,0 +1,269 @@
+"""The relay and the embedded log: nothing lost, nothing published twice, each user in order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from events.audit import NAME as AUDIT
+from events.brokers import BrokerUnavailable
+from events.brokers.embedded import EmbeddedBroker
+from events.consumers import get_consumer
+from events.models import OutboxEvent, TaskHistory
+from events.relay import Relay, relay_once
+from events.tests.support import consume_all, relay_all
+from tasks import services
+from todo_project import metrics
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class RecordingBroker(EmbeddedBroker):
+    """The embedded broker, noting every row it is asked to publish."""
+
+    def __init__(self, fail_times: int = 0, refuse: set | None = None):
+        self.marks_sent = not refuse
+        self.published: list = []
+        self.fail_times = fail_times
+        self.refuse = refuse or set()
+        self._lock = threading.Lock()
+
+    def publish(self, rows):
+        with self._lock:
+            if self.fail_times:
+                self.fail_times -= 1
+                raise BrokerUnavailable("broker down")
+            self.published.extend(rows)
+        if self.refuse:
+            # A broker that refuses entries: the relay marks what it accepted.
+            return {row.event_id for row in rows if row.event_id in self.refuse}
+        return super().publish(rows)
+
+
+def _counter(metric) -> float:
+    return metric._value.get()
+
+
+def test_the_relay_publishes_committed_rows_once_in_order(user_id, other_user_id):
+    # given five committed events of two users
+    task = services.task_create(user_id=user_id, title="a")
+    services.task_create(user_id=other_user_id, title="b")
+    for title in ("c", "d", "e"):
+        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": title})
+    broker = RecordingBroker()
+
+    # when the relay runs twice
+    first = relay_once(broker)
+    second = relay_once(broker)
+
+    # then every row went out once, was marked sent, and got log positions in id order
+    assert (first.published, second.published) == (5, 0)
+    rows = list(OutboxEvent.objects.order_by("id"))
+    assert [row.event_id for row in broker.published] == [row.event_id for row in rows]
+    assert all(row.sent_at is not None for row in rows)
+    assert [row.position for row in rows] == [1, 2, 3, 4, 5]
+
+
+def test_a_consumer_cursor_never_steps_past_a_row_that_commits_later(user_id, other_user_id):
+    # given transaction A records an event first (lower outbox id) but has not committed,
+    # and transaction B records one later (higher id) and commits
+    a_recorded, a_may_commit = threading.Event(), threading.Event()
+
+    def transaction_a():
+        try:
+            with transaction.atomic():
+                services.task_create(user_id=user_id, title="committed second")
+                a_recorded.set()
+                assert a_may_commit.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=transaction_a)
+    thread.start()
+    assert a_recorded.wait(10)
+    services.task_create(user_id=other_user_id, title="committed first")
+
+    # when the relay and the audit consumer run while A is still open
+    audit = get_consumer(AUDIT)
+    assert relay_all() == 1
+    assert consume_all(audit) == 1
+    # then only B's event was consumed
+    assert list(TaskHistory.objects.values_list("user_id", flat=True)) == [other_user_id]
+
+    # when A commits and the pipeline runs again
+    a_may_commit.set()
+    thread.join(10)
+    assert relay_all() == 1
+    assert consume_all(audit) == 1
+
+    # then A's event, although its id is lower, was consumed too: each event exactly once
+    a_row = OutboxEvent.objects.get(user_id=user_id)
+    b_row = OutboxEvent.objects.get(user_id=other_user_id)
+    assert a_row.id < b_row.id and a_row.position > b_row.position
+    assert sorted(TaskHistory.objects.values_list("user_id", flat=True)) == sorted(
+        [user_id, other_user_id]
+    )
+
+
+def test_two_relays_at_once_publish_each_row_once_and_each_user_in_order(settings):
+    # given 200 events of 5 users
+    users = [f"relay-user-{index}" for index in range(5)]
+    tasks = {user: services.task_create(user_id=user, title="t0") for user in users}
+    for round_ in range(1, 40):
+        for user in users:
+            services.task_update(
+                user_id=user, task_id=tasks[user].pk, changes={"title": f"t{round_}"}
+            )
+    broker = RecordingBroker()
+
+    # when two relays run side by side with small batches
+    def run_relay():
+        try:
+            while (
+                relay_once(broker, batch_size=7).published
+                or OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+            ):
+                pass
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run_relay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    # then each row was published exactly once
+    published = [row.event_id for row in broker.published]
+    assert len(published) == 200 and len(set(published)) == 200
+    assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+    # and each user's events have log positions in sequence order
+    for user in users:
+        positions = list(
+            OutboxEvent.objects.filter(user_id=user)
+            .order_by("sequence")
+            .values_list("position", flat=True)
+        )
+        assert positions == sorted(positions)
+
+
+def test_a_users_rows_wait_behind_an_earlier_row_another_relay_holds(user_id, other_user_id):
+    # given user A's first event is claimed by another relay that has not finished
+    task = services.task_create(user_id=user_id, title="a1")
+    services.task_update(user_id=user_id, task_id=task.pk, changes={"title": "a2"})
+    services.task_create(user_id=other_user_id, title="b1")
+    first = OutboxEvent.objects.filter(user_id=user_id).order_by("id").first()
+    claimed, release = threading.Event(), threading.Event()
+
+    def other_relay():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM events_outboxevent WHERE id = %s FOR UPDATE", [first.pk]
+                )
+                claimed.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_relay)
+    thread.start()
+    assert claimed.wait(10)
+
+    # when this relay runs
+    result = relay_once(RecordingBroker())
+
+    # then it publishes B's event and holds A's second event back
+    assert (result.published, result.held_back) == (1, 1)
+    sent = set(OutboxEvent.objects.filter(sent_at__isnull=False).values_list("user_id", flat=True))
+    assert sent == {other_user_id}
+    release.set()
+    thread.join(10)
+    # and once the other relay let go, A's events go out in order
+    assert relay_all(RecordingBroker()) == 2
+    positions = list(
+        OutboxEvent.objects.filter(user_id=user_id)
+        .order_by("sequence")
+        .values_list("position", flat=True)
+    )
+    assert positions == sorted(positions)
+
+
+def test_refused_entries_stay_unsent_and_hold_back_that_users_later_events(user_id, other_user_id):
+    # given two events of A and one of B, and a broker refusing A's first
+    task = services.task_create(user_id=user_id, title="a1")
+    services.task_update(user_id=user_id, task_id=task.pk, changes={"title": "a2"})
+    services.task_create(user_id=other_user_id, title="b1")
+    refused = OutboxEvent.objects.filter(user_id=user_id).order_by("id").first()
+    errors = _counter(metrics.RELAY_PUBLISH_ERRORS)
+
+    # when the relay runs
+    result = relay_once(RecordingBroker(refuse={refused.event_id}))
+
+    # then only B's event is marked sent; A's two wait, the refusal is counted and noted
+    assert (result.published, result.refused) == (1, 2)
+    assert set(
+        OutboxEvent.objects.filter(sent_at__isnull=True).values_list("user_id", flat=True)
+    ) == {user_id}
+    refused.refresh_from_db()
+    assert refused.publish_attempts == 1 and refused.last_error
+    assert _counter(metrics.RELAY_PUBLISH_ERRORS) == errors + 1
+
+
+def test_broker_failures_back_off_doubling_up_to_the_cap(user_id, fast_retries, caplog):
+    # given a broker that fails four times, and a committed event
+    services.task_create(user_id=user_id, title="a")
+    broker = RecordingBroker(fail_times=4)
+    relay = Relay(broker, sweep=False)
+    errors = _counter(metrics.RELAY_PUBLISH_ERRORS)
+
+    # when the relay runs until the event is out
+    thread = threading.Thread(target=relay.run)
+    with caplog.at_level(logging.WARNING, logger="events.relay"):
+        thread.start()
+        for _ in range(500):
+            if OutboxEvent.objects.filter(sent_at__isnull=False).exists():
+                break
+            threading.Event().wait(0.01)
+        relay.stop()
+        thread.join(10)
+
+    # then it was published after four failures, each logged and counted, with doubling
+    # pauses capped at EVENTS_RELAY_BACKOFF_MAX_SECONDS
+    assert OutboxEvent.objects.get().sent_at is not None
+    assert _counter(metrics.RELAY_PUBLISH_ERRORS) == errors + 4
+    pauses = [
+        record.getMessage().rsplit("retrying in ", 1)[1]
+        for record in caplog.records
+        if "retrying in" in record.getMessage()
+    ]
+    assert pauses == ["0.01s", "0.02s", "0.04s", "0.04s"]
+    assert not thread.is_alive()
+
+
+def test_lag_metrics_show_unsent_rows_and_pending_dead_letters(user_id):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from events.models import DeadLetter
+    from events.relay import update_lag_metrics
+
+    # given an unsent row recorded a minute ago and a dead letter nobody replayed
+    services.task_create(user_id=user_id, title="waiting")
+    OutboxEvent.objects.update(created_at=timezone.now() - timedelta(seconds=60))
+    DeadLetter.objects.create(consumer="c", error="boom", envelope=None, raw="x")
+    # when the relay updates its gauges
+    update_lag_metrics()
+    # then they show the row's age and one pending dead letter
+    assert metrics.RELAY_LAG._value.get() >= 60
+    assert metrics.DEAD_LETTERS_PENDING._value.get() == 1
+    # and once everything is sent and replayed, both are back to zero
+    relay_all()
+    DeadLetter.objects.update(replayed_at=timezone.now())
+    update_lag_metrics()
+    assert metrics.RELAY_LAG._value.get() == 0
+    assert metrics.DEAD_LETTERS_PENDING._value.get() == 0
