@@ -95,7 +95,12 @@ class TaskAdminForm(forms.ModelForm):
             self.fields["reminder"].initial = data["reminder_time"] or ""
             self.fields["user_id"].disabled = True
 
-    _FORM_FIELDS = {"due_date": "due_at", "reminder_time": "reminder", "recurrence_pattern": "recurrence_rule", "priority": "priority_label"}
+    _FORM_FIELDS = {
+        "due_date": "due_at",
+        "reminder_time": "reminder",
+        "recurrence_pattern": "recurrence_rule",
+        "priority": "priority_label",
+    }
 
     def _post_clean(self):
         # The services validate and write; the model instance is not saved from the form.

@@ -13,7 +13,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

@@ -23,13 +23,29 @@ podcast record edit publish marketing campaign sales lead pipeline quarterly ann
 metrics dashboard analytics survey feedback roadmap strategy vendor supplier inventory
 shipping warehouse audit compliance security policy legal review renewal license hardware
 laptop phone charger monitor keyboard update install configure network wifi router printer
-""".split()
+""".split()  # noqa: SIM905  (a word list reads best as text)
 
 TAGS = """work home personal errand finance health family urgent someday waiting
 shopping travel admin learning fitness project-x project-y client-a client-b ops
-""".split()
+""".split()  # noqa: SIM905
 
-_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "zen", "por", "qua", "bel", "dor", "fin", "gal"]
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "ta",
+    "vo",
+    "shi",
+    "zen",
+    "por",
+    "qua",
+    "bel",
+    "dor",
+    "fin",
+    "gal",
+]
 
 
 def vocabulary(size: int = 6000, seed: int = 7) -> list[str]:
@@ -54,7 +70,8 @@ class ZipfWords:
     def sample(self, count: int) -> list[str]:
         total = self.cumulative[-1]
         return [
-            self.words[bisect.bisect_left(self.cumulative, self.rng.random() * total)] for _ in range(count)
+            self.words[bisect.bisect_left(self.cumulative, self.rng.random() * total)]
+            for _ in range(count)
         ]
 
 

@@ -32,7 +32,9 @@ def test_admin_lists_searches_and_filters(admin_client, make_task):
     response = admin_client.get("/admin/tasks/task/", {"q": "Find"})
     assert response.status_code == 200
     assert b"Find me" in response.content and b"Other" not in response.content
-    response = admin_client.get("/admin/tasks/task/", {"priority__exact": "4", "due": "none", "tag": "ops"})
+    response = admin_client.get(
+        "/admin/tasks/task/", {"priority__exact": "4", "due": "none", "tag": "ops"}
+    )
     assert b"Find me" in response.content and b"Other" not in response.content
 
 

@@ -4,8 +4,8 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from todo_project.testing import client_for
 from tasks.models import Task
+from todo_project.testing import client_for
 
 pytestmark = pytest.mark.django_db
 
