@@ -1,0 +1,17 @@
+"""The WebSocket side of the ASGI app: ``/ws/tasks/``, and 4404 for any other path."""
+
+from __future__ import annotations
+
+from channels.routing import URLRouter
+from django.urls import path, re_path
+
+from realtime.consumers import NotFoundConsumer, TaskUpdatesConsumer
+
+websocket_urlpatterns = [
+    path("ws/tasks/", TaskUpdatesConsumer.as_asgi()),
+    re_path(r"", NotFoundConsumer.as_asgi()),
+]
+
+
+def websocket_application():
+    return URLRouter(websocket_urlpatterns)

@@ -1,0 +1,44 @@
+"""The board page and its static files, as Django serves them."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+def test_the_board_is_served_at_the_root_with_a_strict_policy(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<script type="module" src="/static/realtime/board.js"></script>' in html
+    assert 'href="/static/realtime/board.css"' in html
+    assert 'name="viewport"' in html
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_the_board_only_answers_get(client):
+    assert client.post("/").status_code in {403, 405}
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [
+        ("/static/realtime/client.js", "export class TaskSocket"),
+        ("/static/realtime/board.js", 'import { TaskSocket } from "./client.js"'),
+        ("/static/realtime/board.css", "@media (max-width: 640px)"),
+    ],
+)
+def test_static_files_are_served(client, path, needle):
+    response = client.get(path)
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert needle in body.decode()
