@@ -5,12 +5,19 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from tasks.errors import TaskError
+
+logger = logging.getLogger(__name__)
 
 
 def _flatten(detail, prefix: str = "") -> list[dict]:
@@ -49,6 +56,27 @@ def api_exception_handler(exc, context):
         return Response(error_body(exc.code, exc.message, fields), status=exc.status)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is restarting, failing over or unreachable: a 503 tells the client to
+        # try again (Django would answer an HTML 500). A write cut off during its commit may
+        # have happened; the task's version says which.
+        set_rollback()
+        logger.warning("database unavailable: %s", exc)
+        response = Response(
+            error_body("unavailable", "The database is unavailable; try again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "1"
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        # Django would answer its HTML 400 page; say what happened, in our shape.
+        return Response(
+            error_body(
+                "too_large",
+                f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -121,22 +121,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
-# "core": channels-redis' queue-based layer (messages wait in Redis for `expiry`); "pubsub": its
-# Redis Pub/Sub layer (pushed, no per-message round trips; at most once). docs/realtime.md.
-REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "core")
+# "pubsub": channels-redis' Redis Pub/Sub layer (pushed to web processes, no round trip per
+# message); "core": its queue-based layer (four round trips per message and web process, which
+# fell behind on a busy machine). Sockets fill any lost message from the event log.
+# docs/realtime.md, docs/performance.md.
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": (
-                "channels_redis.pubsub.RedisPubSubChannelLayer"
-                if REDIS_CHANNEL_LAYER == "pubsub"
-                else "channels_redis.core.RedisChannelLayer"
+                "channels_redis.core.RedisChannelLayer"
+                if REDIS_CHANNEL_LAYER == "core"
+                else "channels_redis.pubsub.RedisPubSubChannelLayer"
             ),
             "CONFIG": {
                 # redis-py 8 caps a pool at 100 connections; say how many we allow. It also
                 # times socket reads out after 5 s by default, which is exactly how long the
-                # layer's BZPOPMIN waits for a message: an idle socket's consumer would crash
-                # every few seconds. The read timeout must be longer than that wait.
+                # core layer's BZPOPMIN waits for a message: an idle socket's consumer would
+                # crash every few seconds. The read timeout must be longer than that wait.
                 "hosts": [
                     {
                         "address": REDIS_URL,
@@ -206,6 +208,8 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
+# Request line and headers; larger heads get 431 from the server (todo_project/http_limits.py).
+MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 64 * 1024)
 
 # Rate limits are counted in the cache: Redis (shared by every server process) when REDIS_URL
 # is set, else this process's memory (the embedded mode runs one process).

@@ -17,7 +17,9 @@ from todo_project.env import database_from_url
 
 
 def _run_settings(env_overrides: dict) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "JWT_SECRET", "JWT_JWKS_URL"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "JWT_SECRET", "JWT_JWKS_URL"}
+    }
     env.update(env_overrides)
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
@@ -42,7 +44,9 @@ def test_production_without_jwt_secret_or_jwks_stops():
 
 
 def test_neon_style_database_url_is_understood():
-    cfg = database_from_url("postgresql://alice:p%40ss@ep-cool-1.eu.aws.neon.tech:5433/todo?sslmode=require")
+    cfg = database_from_url(
+        "postgresql://alice:p%40ss@ep-cool-1.eu.aws.neon.tech:5433/todo?sslmode=require"
+    )
     assert cfg["HOST"] == "ep-cool-1.eu.aws.neon.tech"
     assert cfg["PORT"] == "5433"
     assert cfg["USER"] == "alice" and cfg["PASSWORD"] == "p@ss"
@@ -95,7 +99,14 @@ def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(j
         assert verify_token(good).id == "bob"
         # HS256 signed with the public key as the secret: the classic confusion attack.
         with pytest.raises(AuthError):
-            verify_token(jwt.encode(claims, "public-key-text-as-secret-000000000", algorithm="HS256", headers={"kid": "k1"}))
+            verify_token(
+                jwt.encode(
+                    claims,
+                    "public-key-text-as-secret-000000000",
+                    algorithm="HS256",
+                    headers={"kid": "k1"},
+                )
+            )
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         with pytest.raises(AuthError):
             verify_token(jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"}))

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from todo_project import http_limits
 from todo_project.auth import issue_token
 
 DEMO_USER = "demo"
@@ -58,6 +59,8 @@ class Command(BaseCommand):
             log_level="info",
             access_log=False,
             ws_ping_interval=20,
+            ws_max_size=64 * 1024,  # clients send small control frames; refuse big ones early
             ws_ping_timeout=20,
             proxy_headers=True,
+            http=http_limits.PROTOCOL,  # httptools with a bound on request headers
         )
