@@ -70,3 +70,51 @@ def write_section(key: str, markdown: str) -> Path:
 
 def mean(samples: Sequence[float]) -> float:
     return statistics.fmean(samples) if samples else float("nan")
+
+
+def _connection_parts(database: str) -> dict[str, str]:
+    from django.db import connections
+
+    cfg = connections["default"].settings_dict
+    parts = {
+        "dbname": database,
+        "user": cfg["USER"] or "postgres",
+        "password": cfg["PASSWORD"] or "",
+        "host": cfg["HOST"] or "",
+        "port": str(cfg["PORT"] or ""),
+    }
+    for key, value in (cfg.get("OPTIONS") or {}).items():
+        if key in {"sslmode", "sslrootcert"}:
+            parts[key] = str(value)
+    return {key: value for key, value in parts.items() if value}
+
+
+def conninfo(database: str) -> str:
+    """A libpq connection string for ``database`` on the server the project uses."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(**_connection_parts(database))
+
+
+def database_url(database: str) -> str:
+    """A ``DATABASE_URL`` for ``database`` on the server the project uses (for a bench server
+    started as a subprocess); a Unix socket directory goes in the ``host`` parameter."""
+    parts = _connection_parts(database)
+    auth = parts["user"] + (f":{parts['password']}" if "password" in parts else "")
+    host = parts.get("host", "")
+    port = parts.get("port", "")
+    query = [f"{key}={parts[key]}" for key in ("sslmode", "sslrootcert") if key in parts]
+    if host.startswith("/"):
+        query = [f"host={host}", *([f"port={port}"] if port else []), *query]
+        return f"postgresql://{auth}@/{database}?" + "&".join(query)
+    netloc = host + (f":{port}" if port else "")
+    return f"postgresql://{auth}@{netloc}/{database}" + ("?" + "&".join(query) if query else "")
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -19,10 +19,10 @@ import websockets
 from django.conf import settings as django_settings
 
 from realtime import delivery, fanout
-from realtime.management.commands.bench_realtime import _database_url, _free_port
 from realtime.tests.conftest import connect_user, in_thread
 from tasks import services
 from todo_project.auth import issue_token
+from todo_project.benchmarks import database_url, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,14 +110,14 @@ def test_two_web_processes_and_a_consumer_process_share_events_through_redis(
 
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(connection.settings_dict["NAME"]),
+        "DATABASE_URL": database_url(connection.settings_dict["NAME"]),
         "REDIS_URL": REDIS_URL,
         "REDIS_CHANNEL_LAYER": redis_channel_layer,
         "RUN_WORKERS_IN_PROCESS": "0",
         "EVENTS_BROKER": "embedded",
         "LOG_LEVEL": "WARNING",
     }
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     web = ["-m", "uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1"]
     web_options = ["--lifespan", "on", "--no-access-log", "--log-level", "warning"]
     processes = [_spawn([*web, "--port", str(port), *web_options], env) for port in ports]

@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from todo_project.auth import issue_token
-from todo_project.benchmarks import fmt, machine_line, p50_p95, write_section
+from todo_project.benchmarks import (
+    conninfo,
+    database_url,
+    fmt,
+    free_port,
+    machine_line,
+    p50_p95,
+    write_section,
+)
 
 BENCH_DB = "todo_bench_realtime"
 LAYERS = {
@@ -49,41 +56,6 @@ LAYERS = {
 }
 GOAL_P95_MS = 100
 PLAN_P95_MS = 2000
-
-
-def _conninfo(database: str) -> str:
-    cfg = connections["default"].settings_dict
-    parts = {
-        "dbname": database,
-        "user": cfg["USER"] or "postgres",
-        "host": cfg["HOST"] or "",
-        "port": cfg["PORT"] or "",
-        "password": cfg["PASSWORD"] or "",
-    }
-    for key in ("sslmode", "sslrootcert"):
-        if (cfg.get("OPTIONS") or {}).get(key):
-            parts[key] = cfg["OPTIONS"][key]
-    return " ".join(f"{key}='{value}'" for key, value in parts.items() if value != "")
-
-
-def _database_url(database: str) -> str:
-    cfg = connections["default"].settings_dict
-    auth = (cfg["USER"] or "postgres") + (f":{cfg['PASSWORD']}" if cfg["PASSWORD"] else "")
-    host = cfg["HOST"] or "127.0.0.1"
-    if host.startswith("/"):
-        port = f"&port={cfg['PORT']}" if cfg["PORT"] else ""
-        return f"postgresql://{auth}@/{database}?host={host}{port}"
-    port = f":{cfg['PORT']}" if cfg["PORT"] else ""
-    sslmode = (cfg.get("OPTIONS") or {}).get("sslmode")
-    return f"postgresql://{auth}@{host}{port}/{database}" + (
-        f"?sslmode={sslmode}" if sslmode else ""
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _parse_ts(value: str) -> float:
@@ -164,7 +136,7 @@ class Command(BaseCommand):
 
     def _prepare_database(self) -> None:
         with psycopg.connect(
-            _conninfo(connections["default"].settings_dict["NAME"]), autocommit=True
+            conninfo(connections["default"].settings_dict["NAME"]), autocommit=True
         ) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
@@ -183,7 +155,7 @@ class Command(BaseCommand):
     def _env(self, layer: str) -> dict[str, str]:
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(BENCH_DB),
+            "DATABASE_URL": database_url(BENCH_DB),
             "EVENTS_BROKER": "embedded",
             "RATE_LIMIT_WRITES": "1000000/min",
             "RATE_LIMIT_LISTS": "1000000/min",
@@ -201,7 +173,7 @@ class Command(BaseCommand):
 
     def _start(self, layer: str) -> tuple[str, list[subprocess.Popen]]:
         env = self._env(layer)
-        port = _free_port()
+        port = free_port()
         limits = resource.getrlimit(resource.RLIMIT_NOFILE)
 
         def raise_limit():

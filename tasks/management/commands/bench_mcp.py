@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -26,11 +25,18 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.utils import timezone
-from psycopg.conninfo import make_conninfo
 
 from tasks.bench.corpus import task_rows
 from todo_project.auth import issue_token
-from todo_project.benchmarks import fmt, machine_line, p50_p95, write_section
+from todo_project.benchmarks import (
+    conninfo,
+    database_url,
+    fmt,
+    free_port,
+    machine_line,
+    p50_p95,
+    write_section,
+)
 
 BENCH_DB = "todo_bench_mcp"
 ALIAS = "bench_mcp"
@@ -49,38 +55,6 @@ COPY_COLUMNS = (
 )
 
 
-def _connection_parts(database: str) -> dict[str, str]:
-    cfg = connections["default"].settings_dict
-    parts = {
-        "dbname": database,
-        "user": cfg["USER"] or "postgres",
-        "password": cfg["PASSWORD"] or "",
-        "host": cfg["HOST"] or "",
-        "port": str(cfg["PORT"] or ""),
-    }
-    for key, value in (cfg.get("OPTIONS") or {}).items():
-        if key in {"sslmode", "sslrootcert"}:
-            parts[key] = str(value)
-    return {key: value for key, value in parts.items() if value}
-
-
-def _conninfo(database: str) -> str:
-    return make_conninfo(**_connection_parts(database))
-
-
-def _database_url(database: str) -> str:
-    parts = _connection_parts(database)
-    auth = parts["user"] + (f":{parts['password']}" if "password" in parts else "")
-    host = parts.get("host", "")
-    port = parts.get("port", "")
-    query = [f"{key}={parts[key]}" for key in ("sslmode", "sslrootcert") if key in parts]
-    if host.startswith("/"):  # a Unix socket directory (the embedded PostgreSQL)
-        query = [f"host={host}", *([f"port={port}"] if port else []), *query]
-        return f"postgresql://{auth}@/{database}?" + "&".join(query)
-    netloc = host + (f":{port}" if port else "")
-    return f"postgresql://{auth}@{netloc}/{database}" + ("?" + "&".join(query) if query else "")
-
-
 @dataclass
 class Sample:
     wall_ms: list[float]  # per call, as the client saw it
@@ -92,12 +66,6 @@ class Row:
     label: str
     mcp: Sample
     rest: Sample | None  # the same request through REST; None: no goal for this row
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Command(BaseCommand):
@@ -133,7 +101,7 @@ class Command(BaseCommand):
     # --- data -------------------------------------------------------------------------------
     def _ensure_database(self, *, fresh: bool) -> None:
         admin = connections["default"].settings_dict["NAME"]
-        with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
+        with psycopg.connect(conninfo(admin), autocommit=True) as conn:
             if fresh:
                 conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
             exists = conn.execute(
@@ -147,7 +115,7 @@ class Command(BaseCommand):
     def _load(self, count: int, reload: bool) -> None:
         """COPY the reader's tasks (every check constraint and trigger of the table applies),
         and forget what earlier runs' add_task calls wrote."""
-        with psycopg.connect(_conninfo(BENCH_DB), autocommit=True) as conn:
+        with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
             conn.execute("DELETE FROM tasks_task WHERE user_id = %s", [WRITER])
             with contextlib.suppress(psycopg.errors.UndefinedTable):
                 conn.execute("DELETE FROM events_outboxevent WHERE user_id = %s", [WRITER])
@@ -171,7 +139,7 @@ class Command(BaseCommand):
 
     def _pick_words(self) -> dict[str, str]:
         """A word in ~10% of the tasks, one in ~1%, one in ~0.1%, and a prefix of a ~5% word."""
-        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+        with psycopg.connect(conninfo(BENCH_DB)) as conn:
             total = conn.execute(
                 "SELECT count(*) FROM tasks_task WHERE user_id = %s", [READER]
             ).fetchone()[0]
@@ -193,10 +161,10 @@ class Command(BaseCommand):
 
     # --- timing -----------------------------------------------------------------------------
     def _time(self, words: dict[str, str], samples: int) -> list[Row]:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(BENCH_DB),
+            "DATABASE_URL": database_url(BENCH_DB),
             "RUN_WORKERS_IN_PROCESS": "0",
             "RATE_LIMIT_LISTS": "1000000/min",
             "RATE_LIMIT_WRITES": "1000000/min",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,15 @@ from tasks.bench.corpus import task_rows
 from tasks.models import Task
 from tasks.selectors import TaskFilters, task_queryset_for_user
 from todo_project.auth import issue_token
-from todo_project.benchmarks import fmt, machine_line, p50_p95, write_section
+from todo_project.benchmarks import (
+    conninfo,
+    database_url,
+    fmt,
+    free_port,
+    machine_line,
+    p50_p95,
+    write_section,
+)
 
 BENCH_DB = "todo_bench"
 ALIAS = "bench"
@@ -93,34 +100,6 @@ NAIVE_SQL = {
 }
 
 
-def _conninfo(database: str) -> str:
-    cfg = connections["default"].settings_dict
-    parts = {
-        "dbname": database,
-        "user": cfg["USER"] or "postgres",
-        "host": cfg["HOST"] or "",
-        "port": cfg["PORT"] or "",
-    }
-    if cfg["PASSWORD"]:
-        parts["password"] = cfg["PASSWORD"]
-    for key, value in (cfg.get("OPTIONS") or {}).items():
-        if key in {"sslmode", "sslrootcert", "options"}:
-            parts[key] = value
-    return " ".join(f"{k}='{v}'" for k, v in parts.items() if v != "")
-
-
-def _database_url(database: str) -> str:
-    cfg = connections["default"].settings_dict
-    auth = cfg["USER"] + (f":{cfg['PASSWORD']}" if cfg["PASSWORD"] else "")
-    host = cfg["HOST"]
-    if host.startswith("/"):
-        return f"postgresql://{auth}@/{database}?host={host}" + (
-            f"&port={cfg['PORT']}" if cfg["PORT"] else ""
-        )
-    port = f":{cfg['PORT']}" if cfg["PORT"] else ""
-    return f"postgresql://{auth}@{host}{port}/{database}"
-
-
 def _plan_nodes(plan: dict):
     """Scan nodes of a JSON plan, as "Index Scan on task_user_due_idx"."""
     node = plan["Node Type"]
@@ -130,12 +109,6 @@ def _plan_nodes(plan: dict):
         yield f"Seq Scan on {plan.get('Relation Name')}"
     for child in plan.get("Plans", []):
         yield from _plan_nodes(child)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Command(BaseCommand):
@@ -178,7 +151,7 @@ class Command(BaseCommand):
     # --- data -------------------------------------------------------------------------------
     def _ensure_database(self) -> None:
         admin = connections["default"].settings_dict["NAME"]
-        with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
+        with psycopg.connect(conninfo(admin), autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
             ).fetchone()
@@ -189,7 +162,7 @@ class Command(BaseCommand):
 
     def _load(self, user_ids: list[str], per_user: int, reload: bool) -> None:
         wanted = len(user_ids) * per_user
-        with psycopg.connect(_conninfo(BENCH_DB), autocommit=True) as conn:
+        with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
             have = conn.execute("SELECT count(*) FROM tasks_task").fetchone()[0]
             if have == wanted and not reload:
                 self.stdout.write(f"bench data present: {have:,} tasks")
@@ -242,7 +215,7 @@ class Command(BaseCommand):
 
     def _pick_words(self) -> dict[str, str]:
         """A word in ~10% of a user's tasks, a second one in ~5%, a rare one in ~0.1%."""
-        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+        with psycopg.connect(conninfo(BENCH_DB)) as conn:
             total = conn.execute(
                 "SELECT count(*) FROM tasks_task WHERE user_id = 'bench-user-000'"
             ).fetchone()[0]
@@ -288,7 +261,7 @@ class Command(BaseCommand):
     def _plans(self, user_id: str, words) -> dict[str, str]:
         """The indexes each case's page query uses, from EXPLAIN at this size."""
         plans: dict[str, str] = {}
-        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+        with psycopg.connect(conninfo(BENCH_DB)) as conn:
             for case in CASES:
                 filters, offset = self._filters(self._params(case, words))
                 qs = task_queryset_for_user(user_id=user_id, filters=filters).using(ALIAS)
@@ -300,7 +273,7 @@ class Command(BaseCommand):
     def _time_raw(self, user_ids, words, samples) -> dict[str, list[float]]:
         results: dict[str, list[float]] = {}
         rng = random.Random(5)
-        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+        with psycopg.connect(conninfo(BENCH_DB)) as conn:
             for case in CASES:
                 filters, offset = self._filters(self._params(case, words))
                 timings = []
@@ -328,7 +301,7 @@ class Command(BaseCommand):
             "now": now,
             "week": now + timedelta(days=7),
         }
-        with psycopg.connect(_conninfo(BENCH_DB)) as conn:
+        with psycopg.connect(conninfo(BENCH_DB)) as conn:
             for case, (where, order) in NAIVE_SQL.items():
                 timings = []
                 for i in range(min(samples, 100) + 5):
@@ -345,10 +318,10 @@ class Command(BaseCommand):
     def _time_http(self, user_ids, words, samples) -> dict[str, list[float]]:
         import httpx
 
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(BENCH_DB),
+            "DATABASE_URL": database_url(BENCH_DB),
             "RUN_WORKERS_IN_PROCESS": "0",
             "RATE_LIMIT_LISTS": "1000000/min",
             "RATE_LIMIT_WRITES": "1000000/min",
