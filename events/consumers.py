@@ -56,7 +56,7 @@ class Consumer:
     @property
     def dead_letters_topic(self) -> str:
         """Where Dapr sends what this consumer drops or cannot take."""
-        return self.dead_letter_topic or f"{self.name}-deadletter"
+        return self.dead_letter_topic or f"{self.topic}-dlq"
 
 
 _registry: dict[str, Consumer] = {}

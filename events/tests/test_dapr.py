@@ -153,9 +153,9 @@ def test_a_poison_event_is_dead_lettered_and_dropped_to_the_dead_letter_topic(
     assert support.attempts[event_ids[0]] == 5
     assert str(DeadLetter.objects.get().event_id) == event_ids[0]
     [(topic, message, _)] = sidecar.dead_lettered
-    assert topic == followups.dead_letters_topic == "test-followups-deadletter"
+    assert topic == followups.dead_letters_topic == "task-events-dlq"
     assert message.id == event_ids[0]
-    assert [m.id for m in sidecar.messages("test-followups-deadletter")] == [event_ids[0]]
+    assert [m.id for m in sidecar.messages("task-events-dlq")] == [event_ids[0]]
     assert followups_of(event_ids) == [0, 1]
 
 
@@ -181,7 +181,7 @@ def test_an_invalid_message_is_dead_lettered_and_dropped(sidecar, followups):
     assert "Not JSON" in letters[0].error
     assert letters[1].envelope["event_type"] == "task.updated"
     assert "payload" in letters[1].error
-    assert len(sidecar.messages("test-followups-deadletter")) == 2
+    assert len(sidecar.messages("task-events-dlq")) == 2
 
 
 def test_a_database_outage_answers_retry_and_the_redelivery_applies(sidecar, followups, user_id):
