@@ -185,8 +185,10 @@ def _after_change(reminder: Reminder, *, now: datetime) -> None:
         from reminders import jobs
 
         # After commit, never inside the transaction; a failure leaves ``job_synced`` False
-        # for the scheduler's re-sync loop.
-        transaction.on_commit(partial(jobs.sync_reminder_job, reminder.pk), robust=True)
+        # for the scheduler's re-sync loop. A process that may not own jobs (see
+        # settings.REMINDER_JOBS_OWNER) leaves every reminder to the web process's loop.
+        if settings.REMINDER_JOBS_OWNER:
+            transaction.on_commit(partial(jobs.sync_reminder_job, reminder.pk), robust=True)
     elif reminder.state == ReminderState.SCHEDULED and reminder.fire_at <= now + WAKE_HORIZON:
         # Sent after commit (a NOTIFY inside the transaction would serialise the commits of
         # all notifying transactions); a rollback sends nothing.

@@ -234,6 +234,10 @@ EVENTS_BROKER = env_str("EVENTS_BROKER") or (
     "dapr" if env_str("DAPR_GRPC_PORT") or env_str("DAPR_GRPC_ENDPOINT") else "embedded"
 )
 RUN_WORKERS_IN_PROCESS = env_bool("RUN_WORKERS_IN_PROCESS", EVENTS_BROKER == "embedded")
+# With Dapr, the Jobs API calls a job back on the app id that scheduled it, and only the web app
+# answers /job/<name>: other processes (consumers, relay) leave their reminders for the web
+# process's re-sync loop instead of scheduling them themselves. The chart sets 0 for them.
+REMINDER_JOBS_OWNER = env_bool("REMINDER_JOBS_OWNER", True)
 DAPR_PUBSUB_NAME = env_str("DAPR_PUBSUB_NAME", "pubsub")
 # Events (events/conf.py has what each one does).
 EVENTS_RELAY_BATCH_SIZE = env_int("EVENTS_RELAY_BATCH_SIZE", 500)

@@ -198,3 +198,34 @@ def test_job_names_round_trip_and_refuse_anything_else():
     assert jobs.task_id_from_job_name("reminder-task-42") == 42
     for name in ("reminder-task-", "reminder-task-04", "reminder-task-4x", "other-42", ""):
         assert jobs.task_id_from_job_name(name) is None
+
+
+@pytest.mark.django_db
+def test_a_process_that_does_not_own_jobs_leaves_them_to_the_web_process(
+    sidecar, settings, user_id, django_capture_on_commit_callbacks
+):
+    # given a consumer process (the Jobs API would call a job back on its app id, which has no
+    # /job/ endpoint), so it may not schedule jobs itself
+    dapr = sidecar()
+    settings.REMINDER_JOBS_OWNER = False
+
+    # when it creates a task with a reminder (as the recurrence consumer does)
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.task_create(
+            user_id=user_id,
+            title="Next instance",
+            due_date="2031-07-01T10:00:00Z",
+            reminder_time="1h",
+        )
+
+    # then nothing reaches the sidecar from here, and the reminder waits unsynced
+    assert dapr.calls == []
+    reminder = Reminder.objects.get(task_id=task.pk)
+    assert reminder.job_synced is False
+
+    # and the web process's re-sync loop schedules it under the usual name
+    settings.REMINDER_JOBS_OWNER = True
+    assert jobs.sync_pending_jobs(older_than=timedelta(0)) == (1, 0)
+    assert [call.name for call in dapr.calls] == [f"reminder-task-{task.pk}"]
+    reminder.refresh_from_db()
+    assert reminder.job_synced is True
