@@ -30,7 +30,7 @@ from tasks import services
 from tasks.models import Priority, Task
 from tasks.validation import clean_due
 from todo_project.auth import issue_token
-from todo_project.testing import client_for
+from todo_project.testing import asgi_app_with_mcp_lifespan_only, client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,30 +38,6 @@ TOOLS = {"add_task", "list_tasks", "complete_task", "delete_task", "update_task"
 
 
 # --- a real server and a real client ------------------------------------------------------
-
-
-def _test_app():
-    """The project's ASGI app, with a lifespan that starts only the MCP session manager (the
-    other apps' in-process workers stay out of these tests)."""
-    from tasks.mcp.asgi import lifespan as mcp_lifespan
-    from todo_project.asgi import application
-
-    async def app(scope, receive, send):
-        if scope["type"] != "lifespan":
-            await application(scope, receive, send)
-            return
-        context = mcp_lifespan()
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await context.__aenter__()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await context.__aexit__(None, None, None)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return app
 
 
 class LiveServer:
@@ -72,7 +48,9 @@ class LiveServer:
         self.port = self.sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.base}/mcp"
-        config = uvicorn.Config(_test_app(), lifespan="on", log_level="warning")
+        config = uvicorn.Config(
+            asgi_app_with_mcp_lifespan_only(), lifespan="on", log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

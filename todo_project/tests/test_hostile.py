@@ -39,6 +39,7 @@ from schemathesis.specs.openapi.checks import (
 from tasks import services
 from todo_project import http_limits
 from todo_project.auth import issue_token
+from todo_project.testing import asgi_app_with_mcp_lifespan_only
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,29 +52,6 @@ OWNER = "hostile-owner"
 # --- a live server --------------------------------------------------------------------------
 
 
-def _app():
-    """The project's ASGI app with a lifespan that runs only the MCP session manager."""
-    from tasks.mcp.asgi import lifespan as mcp_lifespan
-    from todo_project.asgi import application
-
-    async def app(scope, receive, send):
-        if scope["type"] != "lifespan":
-            await application(scope, receive, send)
-            return
-        context = mcp_lifespan()
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await context.__aenter__()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await context.__aexit__(None, None, None)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return app
-
-
 class Server:
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -82,7 +60,7 @@ class Server:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            _app(),
+            asgi_app_with_mcp_lifespan_only(),
             lifespan="on",
             log_level="warning",
             access_log=False,
