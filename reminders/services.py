@@ -330,14 +330,19 @@ def reminder_fire_one(*, reminder_id: int, user_id: str) -> bool:
         )
         if reminder is None:
             return False
-        task = Task.objects.only(*REPRESENTATION_FIELDS).filter(pk=reminder.task_id).first()
-        now = timezone.now()
-        if not _wants(task, reminder):
-            _drop_unwanted(reminder, task, now=now)
-            return False
-        _record_trigger(reminder, task, now=now, source="scheduler")
-        _mark_fired([reminder.pk], now=now)
-        return True
+        return _fire_locked(reminder, source="scheduler")
+
+
+def _fire_locked(reminder: Reminder, *, source: str) -> bool:
+    """Fire a locked, scheduled reminder if its task still wants it (else drop it)."""
+    task = Task.objects.only(*REPRESENTATION_FIELDS).filter(pk=reminder.task_id).first()
+    now = timezone.now()
+    if not _wants(task, reminder):
+        _drop_unwanted(reminder, task, now=now)
+        return False
+    _record_trigger(reminder, task, now=now, source=source)
+    _mark_fired([reminder.pk], now=now)
+    return True
 
 
 FIRED = "fired"
@@ -364,14 +369,7 @@ def reminder_fire_from_job(
             return ALREADY_FIRED
         if reminder.state != ReminderState.SCHEDULED:
             return STALE
-        task = Task.objects.only(*REPRESENTATION_FIELDS).filter(pk=reminder.task_id).first()
-        now = timezone.now()
-        if not _wants(task, reminder):
-            _drop_unwanted(reminder, task, now=now)
-            return STALE
-        _record_trigger(reminder, task, now=now, source="dapr")
-        _mark_fired([reminder.pk], now=now)
-        return FIRED
+        return FIRED if _fire_locked(reminder, source="dapr") else STALE
 
 
 # --- Notifications --------------------------------------------------------------------------

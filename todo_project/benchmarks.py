@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import statistics
+import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,3 +120,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def scratch_database(enabled: bool, stdout):
+    """Run the block in a fresh database that is dropped afterwards (``enabled=False``: in the
+    configured one), so a benchmark leaves no rows behind."""
+    if not enabled:
+        yield
+        return
+    from django.db import connection
+
+    old_name = connection.settings_dict["NAME"]
+    started = time.monotonic()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    stdout.write(f"scratch database ready in {time.monotonic() - started:.1f}s")
+    try:
+        yield
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)

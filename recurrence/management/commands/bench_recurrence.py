@@ -11,30 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand
-from django.db import connection, transaction
+from django.db import transaction
 
 from tasks import services
 from tasks.models import Task
 from tasks.signals import task_changed
-from todo_project.benchmarks import machine_line, mean, percentile
-
-
-@contextmanager
-def scratch_database(enabled: bool, stdout):
-    if not enabled:
-        yield
-        return
-    old_name = connection.settings_dict["NAME"]
-    started = time.monotonic()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    stdout.write(f"scratch database ready in {time.monotonic() - started:.1f}s")
-    try:
-        yield
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+from todo_project.benchmarks import machine_line, mean, percentile, scratch_database
 
 
 class _NextInstanceClock:

@@ -16,28 +16,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
-from django.db import connection
 from django.utils import timezone
 
 from reminders.models import Reminder, ReminderState
 from reminders.scheduler import ReminderScheduler
 from tasks import services
-from todo_project.benchmarks import machine_line, mean, percentile
-
-
-@contextmanager
-def scratch_database(enabled: bool, stdout):
-    if not enabled:
-        yield
-        return
-    old_name = connection.settings_dict["NAME"]
-    started = time.monotonic()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    stdout.write(f"scratch database ready in {time.monotonic() - started:.1f}s")
-    try:
-        yield
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+from todo_project.benchmarks import machine_line, mean, percentile, scratch_database
 
 
 @contextmanager
