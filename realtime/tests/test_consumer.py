@@ -114,9 +114,11 @@ async def test_other_websocket_paths_close_4404(user_id):
 
 async def test_a_token_that_expires_while_connected_closes_4408(user_id, settings):
     settings.JWT_LEEWAY_SECONDS = 0
-    token = issue_token(user_id, extra={"exp": int(time.time()) + 1})
+    # At least a full second of life (exp is whole seconds), so the handshake completes first
+    # even on a loaded machine; then the token runs out while the socket is open.
+    token = issue_token(user_id, extra={"exp": int(time.time()) + 2})
     communicator, _ = await connect_user(None, token=token)
-    await expect_close(communicator, CloseCode.TOKEN_EXPIRED, timeout=4)
+    await expect_close(communicator, CloseCode.TOKEN_EXPIRED, timeout=6)
 
 
 # --- live frames and isolation -------------------------------------------------------------
