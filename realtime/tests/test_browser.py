@@ -117,11 +117,14 @@ def test_two_pages_of_a_user_see_rest_and_mcp_changes_live_and_another_user_sees
                 expect(mcp_item.locator(".badge")).to_have_text("high")
                 assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
-            # Completing on one page removes it from the other's open list, live.
-            first.locator(".task", has_text="Made through REST").locator(".done").check()
-            expect(second.locator(".task", has_text="Made through REST")).to_have_count(
-                0, timeout=WAIT_MS
-            )
+            # Completing on one page removes it from both pages' open lists, live. A click,
+            # not check(): the completed task leaves the pending list as soon as the API
+            # answers, which can be before Playwright would read the box's checked state.
+            first.locator(".task", has_text="Made through REST").locator(".done").click()
+            for page in (first, second):
+                expect(page.locator(".task", has_text="Made through REST")).to_have_count(
+                    0, timeout=WAIT_MS
+                )
             first.screenshot(path=str(tmp_path / "board.png"), full_page=True)
 
             # The other user's page never showed any of it.
