@@ -6,4 +6,6 @@ class TodoProjectConfig(AppConfig):
     verbose_name = "Project"
 
     def ready(self) -> None:
-        from todo_project import openapi  # noqa: F401  (registers the schema's bearer scheme)
+        from todo_project import db, openapi  # noqa: F401  (openapi: the bearer scheme)
+
+        db.install()
