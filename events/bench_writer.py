@@ -11,6 +11,10 @@ def write_changes(users: list[str], task_ids: list[int], changes: int, per_trans
     django.setup()
     from django.db import connection, transaction
 
+    from todo_project.benchmarks import no_query_log
+
+    no_query_log()
+
     from tasks import services
 
     start.wait()
@@ -37,6 +41,10 @@ def record_events(
 
     django.setup()
     from django.db import connection, transaction
+
+    from todo_project.benchmarks import no_query_log
+
+    no_query_log()
 
     from events.services import event_record
 

@@ -139,3 +139,33 @@ def scratch_database(enabled: bool, stdout):
         yield
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def server_env(url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a server a benchmark starts: production settings (``DEBUG=0``, so no
+    per-query debug records), this process's token secret so its tokens verify, no rate limits,
+    quiet logs, the database at ``url``, and no external services unless ``overrides`` add them."""
+    import os
+    import secrets
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "JWT_SECRET": settings.JWT_SECRET,
+        "RATE_LIMIT_WRITES": "1000000/min",
+        "RATE_LIMIT_LISTS": "1000000/min",
+        "LOG_LEVEL": "WARNING",
+        "EVENTS_BROKER": "embedded",
+    }
+    for name in ("REDIS_URL", "DAPR_GRPC_PORT", "DAPR_GRPC_ENDPOINT", "DAPR_HTTP_ENDPOINT"):
+        env.pop(name, None)
+    env.update(overrides)
+    return env
+
+
+def no_query_log() -> None:
+    """Run the rest of this (benchmark) process as production runs: ``DEBUG`` off, so Django
+    keeps no record of each query (with ``DEBUG`` on, every query is also rendered as text)."""
+    settings.DEBUG = False

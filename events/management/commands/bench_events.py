@@ -32,6 +32,7 @@ from events.relay import relay_once
 from events.runners import WorkerGroup
 from events.services import task_history_record
 from tasks.representation import task_to_dict
+from todo_project.benchmarks import no_query_log
 
 PLAN_EVENTS_PER_SECOND = 1000
 GOAL_EVENTS_PER_SECOND = 5000
@@ -120,6 +121,7 @@ class Command(BaseCommand):
         **options,
     ):
         self.partitions = partitions
+        no_query_log()
         if events < writers or users < writers:
             raise CommandError("--events and --users must be at least --writers")
         modes = ["embedded", "dapr"] if mode == "both" else [mode]

@@ -44,6 +44,7 @@ from todo_project.benchmarks import (
     free_port,
     machine_line,
     p50_p95,
+    server_env,
     write_section,
 )
 
@@ -153,16 +154,7 @@ class Command(BaseCommand):
         )
 
     def _env(self, layer: str) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(BENCH_DB),
-            "EVENTS_BROKER": "embedded",
-            "RATE_LIMIT_WRITES": "1000000/min",
-            "RATE_LIMIT_LISTS": "1000000/min",
-            "LOG_LEVEL": "WARNING",
-            "REALTIME_ALLOWED_ORIGINS": "",
-        }
-        env.pop("REDIS_URL", None)
+        env = server_env(database_url(BENCH_DB), REALTIME_ALLOWED_ORIGINS="")
         if layer.startswith("redis"):
             env["REDIS_URL"] = settings.REDIS_URL or "redis://127.0.0.1:6379/0"
             env["REDIS_CHANNEL_LAYER"] = layer.removeprefix("redis-")

@@ -18,7 +18,13 @@ from django.db import transaction
 from tasks import services
 from tasks.models import Task
 from tasks.signals import task_changed
-from todo_project.benchmarks import machine_line, mean, percentile, scratch_database
+from todo_project.benchmarks import (
+    machine_line,
+    mean,
+    no_query_log,
+    percentile,
+    scratch_database,
+)
 
 
 class _NextInstanceClock:
@@ -62,6 +68,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, completions, series, warmup, only_recurrence, in_place, **options):
         self.stdout.write(f"bench_recurrence on {machine_line()}")
+        no_query_log()
         with scratch_database(not in_place, self.stdout):
             self._run(completions, series, warmup, only_recurrence)
 

@@ -21,7 +21,13 @@ from django.utils import timezone
 from reminders.models import Reminder, ReminderState
 from reminders.scheduler import ReminderScheduler
 from tasks import services
-from todo_project.benchmarks import machine_line, mean, percentile, scratch_database
+from todo_project.benchmarks import (
+    machine_line,
+    mean,
+    no_query_log,
+    percentile,
+    scratch_database,
+)
 
 
 @contextmanager
@@ -62,6 +68,7 @@ class Command(BaseCommand):
         self, *args, count, users, windows, schedulers, lead, no_workers, in_place, **options
     ):
         self.stdout.write(f"bench_reminders on {machine_line()}")
+        no_query_log()
         with scratch_database(not in_place, self.stdout), event_workers(not no_workers):
             running = []
             for n in range(schedulers):

@@ -35,6 +35,7 @@ from todo_project.benchmarks import (
     free_port,
     machine_line,
     p50_p95,
+    server_env,
     write_section,
 )
 
@@ -162,14 +163,7 @@ class Command(BaseCommand):
     # --- timing -----------------------------------------------------------------------------
     def _time(self, words: dict[str, str], samples: int) -> list[Row]:
         port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(BENCH_DB),
-            "RUN_WORKERS_IN_PROCESS": "0",
-            "RATE_LIMIT_LISTS": "1000000/min",
-            "RATE_LIMIT_WRITES": "1000000/min",
-            "LOG_LEVEL": "WARNING",
-        }
+        env = server_env(database_url(BENCH_DB), RUN_WORKERS_IN_PROCESS="0")
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
              "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",

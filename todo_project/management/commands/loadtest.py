@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import resource
-import secrets
 import subprocess
 import sys
 import time
@@ -44,7 +43,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from todo_project import benchmarks, http_limits
 from todo_project.auth import issue_token
-from todo_project.benchmarks import fmt, machine_line, p50_p95
+from todo_project.benchmarks import (
+    fmt,
+    machine_line,
+    p50_p95,
+    server_env,
+)
 from todo_project.reliability import report as reliability_report
 from todo_project.reliability.processes import database_on_default_server, free_port
 
@@ -188,23 +192,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _env(url: str) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "EVENTS_BROKER": "embedded",
-            "RUN_WORKERS_IN_PROCESS": "1",
-            # Production settings (DEBUG off: no per-query debug records), this process's
-            # token secret so its tokens verify.
-            "DEBUG": "0",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "JWT_SECRET": settings.JWT_SECRET,
-            "RATE_LIMIT_WRITES": "1000000/min",
-            "RATE_LIMIT_LISTS": "1000000/min",
-            "LOG_LEVEL": "WARNING",
-        }
-        for name in ("REDIS_URL", "DAPR_GRPC_PORT", "DAPR_GRPC_ENDPOINT"):
-            env.pop(name, None)
-        return env
+        return server_env(url, RUN_WORKERS_IN_PROCESS="1")
 
 
 class LoadRun:
