@@ -27,5 +27,6 @@ def register_audit_consumer() -> Consumer:
             handle=record_one,
             handle_batch=record_many,
             event_types=TASK_EVENT_TYPES,
+            writes_for_users=False,  # history rows carry the event's own sequence
         )
     )

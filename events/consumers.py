@@ -45,6 +45,10 @@ class Consumer:
     max_attempts: int | None = None
     in_process: bool = True
     dead_letter_topic: str | None = None
+    # Its handlers write through services that take users' locks (see ``tasks.locking``); a
+    # batch then takes them all first, in one order. False for consumers that only read
+    # events or write rows no user's lock guards, so they never hold writers up.
+    writes_for_users: bool = True
 
     def wants(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
@@ -82,6 +86,7 @@ def register_consumer(
     max_attempts: int | None = None,
     in_process: bool = True,
     dead_letter_topic: str | None = None,
+    writes_for_users: bool = True,
 ) -> Callable[[Handler], Handler]:
     def decorate(handle: Handler) -> Handler:
         register(
@@ -94,6 +99,7 @@ def register_consumer(
                 max_attempts=max_attempts,
                 in_process=in_process,
                 dead_letter_topic=dead_letter_topic,
+                writes_for_users=writes_for_users,
             )
         )
         return handle

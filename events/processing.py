@@ -22,7 +22,7 @@ from events import conf
 from events.consumers import Consumer
 from events.schemas import Envelope
 from events.services import dead_letter_record, processed_event_claim
-from tasks.locking import lock_user
+from tasks.locking import lock_users
 from todo_project import metrics
 from todo_project.logging import log_context
 
@@ -92,12 +92,12 @@ def apply_batch_in_transaction(consumer: Consumer, envelopes: list[Envelope]) ->
             fresh.append(envelope)
             fresh_ids.discard(envelope.event_id)
     if fresh:
-        # Handlers lock the users they write for. Taking every user's lock first, in one sorted
+        # Handlers that write for users lock them. Taking every user's lock first, in one sorted
         # order, keeps two consumers' batches from locking two users in opposite orders
         # (a deadlock). The sort is stable, so each user's events keep their order.
         fresh.sort(key=lambda envelope: envelope.user_id)
-        for user_id in sorted({envelope.user_id for envelope in fresh}):
-            lock_user(user_id)
+        if consumer.writes_for_users:
+            lock_users(envelope.user_id for envelope in fresh)
         if consumer.handle_batch is not None:
             with log_context(consumer=consumer.name):
                 consumer.handle_batch(fresh)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
@@ -32,21 +33,49 @@ class EventRecordingError(RuntimeError):
     """An event could not be recorded; the change it belongs to must not commit."""
 
 
-# One round trip: take the user's next sequence number (the row lock on the counter orders the
-# user's events by commit) and write the envelope with that number in it.
+# One round trip for any number of events: take each user's next sequence numbers (the row lock
+# on the user's counter orders their events by commit; users are counted in one sorted order)
+# and write the envelopes, numbered in the order given, with those numbers in them.
 _RECORD = """
-WITH next AS (
-    INSERT INTO events_usereventsequence AS s (user_id, last_sequence) VALUES (%(user_id)s, 1)
-    ON CONFLICT (user_id) DO UPDATE SET last_sequence = s.last_sequence + 1
-    RETURNING last_sequence
+WITH input AS (
+    SELECT * FROM unnest(
+        %(user_ids)s::text[], %(event_ids)s::uuid[], %(event_types)s::text[],
+        %(topics)s::text[], %(envelopes)s::text[]
+    ) WITH ORDINALITY AS i(user_id, event_id, event_type, topics, envelope, ord)
+),
+counts AS (
+    SELECT user_id, count(*) AS n FROM input GROUP BY user_id
+),
+next AS (
+    INSERT INTO events_usereventsequence AS s (user_id, last_sequence)
+    SELECT user_id, n FROM counts ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
+    RETURNING user_id, last_sequence
+),
+numbered AS (
+    SELECT input.*,
+           next.last_sequence - counts.n
+             + row_number() OVER (PARTITION BY input.user_id ORDER BY input.ord) AS sequence
+    FROM input JOIN counts USING (user_id) JOIN next USING (user_id)
 )
 INSERT INTO events_outboxevent
     (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error)
-SELECT %(event_id)s, %(event_type)s, %(user_id)s, next.last_sequence, %(topics)s::varchar[],
-       jsonb_set(%(envelope)s::jsonb, '{sequence}', to_jsonb(next.last_sequence)), 0, ''
-FROM next
-RETURNING sequence
+SELECT event_id, event_type, user_id, sequence, string_to_array(topics, ' ')::varchar[],
+       jsonb_set(envelope::jsonb, '{sequence}', to_jsonb(sequence)), 0, ''
+FROM numbered
+ORDER BY ord
+RETURNING event_id, sequence
 """
+
+
+class NewEvent(NamedTuple):
+    """One event to record with ``event_records``."""
+
+    event_type: str
+    user_id: str
+    payload: dict | BaseModel
+    event_id: uuid.UUID | None = None
+    timestamp: datetime | None = None
 
 
 def event_record(
@@ -57,41 +86,51 @@ def event_record(
     event_id: uuid.UUID | None = None,
     timestamp: datetime | None = None,
 ) -> Envelope:
-    """Write one event to the outbox, in the caller's transaction.
+    """Write one event to the outbox, in the caller's transaction (see ``event_records``)."""
+    (envelope,) = event_records([NewEvent(event_type, user_id, payload, event_id, timestamp)])
+    return envelope
 
-    The envelope is validated before anything is written (``InvalidEnvelope`` otherwise), so a
-    caller that catches the error has not consumed a sequence number. The relays are woken when
-    the transaction commits; a rollback leaves no event and no used sequence number.
+
+def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
+    """Write events to the outbox in one statement, in the caller's transaction.
+
+    Every envelope is validated before anything is written (``InvalidEnvelope`` otherwise), so a
+    caller that catches the error has not consumed a sequence number. Each user's events get
+    that user's next sequence numbers in the order given. The relays are woken when the
+    transaction commits; a rollback leaves no event and no used sequence number.
     """
     if not connection.in_atomic_block:
         raise EventRecordingError(
             "event_record must run inside the transaction of the change it records."
         )
-    kind = get_event_type(event_type)
+    if not events:
+        return []
     # Validate first, with a provisional sequence number; the database puts in the real one.
-    draft = build_envelope(
-        event_type=event_type,
-        user_id=user_id,
-        payload=payload,
-        sequence=1,
-        event_id=event_id,
-        timestamp=timestamp,
-    )
+    drafts = [
+        build_envelope(
+            event_type=event.event_type,
+            user_id=event.user_id,
+            payload=event.payload,
+            sequence=1,
+            event_id=event.event_id,
+            timestamp=event.timestamp,
+        )
+        for event in events
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             _RECORD,
             {
-                "user_id": user_id,
-                "event_id": draft.event_id,
-                "event_type": event_type,
-                "topics": list(kind.topics),
-                "envelope": draft.model_dump_json(),
+                "user_ids": [draft.user_id for draft in drafts],
+                "event_ids": [draft.event_id for draft in drafts],
+                "event_types": [draft.event_type for draft in drafts],
+                "topics": [" ".join(get_event_type(draft.event_type).topics) for draft in drafts],
+                "envelopes": [draft.model_dump_json() for draft in drafts],
             },
         )
-        (sequence,) = cursor.fetchone()
-    envelope = draft.model_copy(update={"sequence": sequence})
+        sequences = dict(cursor.fetchall())
     wakeup.wake_relay_after_commit()
-    return envelope
+    return [draft.model_copy(update={"sequence": sequences[draft.event_id]}) for draft in drafts]
 
 
 def task_change_record(change: TaskChange) -> Envelope:

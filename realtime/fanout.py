@@ -61,4 +61,6 @@ def deliver_batch(envelopes) -> None:
 def register() -> None:
     from events.consumers import register_consumer
 
-    register_consumer(CONSUMER_NAME, topic=TASK_UPDATES, handle_batch=deliver_batch)(deliver)
+    register_consumer(
+        CONSUMER_NAME, topic=TASK_UPDATES, handle_batch=deliver_batch, writes_for_users=False
+    )(deliver)

@@ -1,10 +1,11 @@
 """The polling reminder scheduler of the embedded mode (no Dapr).
 
-Each pass locks up to ``batch_size`` due reminders with ``SELECT ... FOR UPDATE SKIP LOCKED``,
-so any number of schedulers (threads, processes, machines) share the work and never take the
-same reminder, and fires them in that one transaction (``services.reminders_fire_due``), which
-records ``reminder.triggered`` for each and marks them fired. A scheduler that dies mid-pass
-leaves nothing behind: its transaction rolls back and the reminders are due for the next pass.
+Each pass takes up to ``batch_size`` due reminders, locks their users and then the reminders
+(``SELECT ... FOR UPDATE SKIP LOCKED``), so any number of schedulers (threads, processes,
+machines) can run and never fire the same reminder twice, and fires them in that one transaction
+(``services.reminders_fire_due``), which records ``reminder.triggered`` for each and marks them
+fired. A scheduler that dies mid-pass leaves nothing behind: its transaction rolls back and the
+reminders are due for the next pass.
 
 It does not poll at a fixed rate: it sleeps until the earliest scheduled reminder is due
 (at most ``max_sleep``), and a reminder scheduled to fire soon wakes it through
@@ -86,13 +87,6 @@ class _Listener:
                 self._conn = None
 
 
-# Reminders of users whose lock is taken are retried in later passes, this far apart, for this
-# long, before the scheduler waits for those locks one reminder at a time. A user's lock is
-# normally held for milliseconds; a consumer applying a batch of events holds it longer.
-BUSY_PAUSE = 0.02
-BUSY_PATIENCE = 2.0
-
-
 class ReminderScheduler:
     def __init__(
         self,
@@ -124,9 +118,9 @@ class ReminderScheduler:
             self._failed = True
             return 0
 
-    def _batch(self, **restrict) -> services.FirePass | None:
+    def _batch(self) -> services.FirePass | None:
         try:
-            return services.reminders_fire_due(limit=self.batch_size, **restrict)
+            return services.reminders_fire_due(limit=self.batch_size)
         except Exception:
             if not connection.is_usable():
                 raise
@@ -134,45 +128,27 @@ class ReminderScheduler:
             self._failed = True
             return None
 
-    def _one_by_one(self, ids: list[int] | None = None) -> int:
+    def _one_by_one(self) -> int:
         due = Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=timezone.now())
-        if ids is not None:
-            due = due.filter(pk__in=ids)
-        rows = list(due.values_list("pk", "user_id")[: self.batch_size])
+        rows = list(due.order_by("fire_at").values_list("pk", "user_id")[: self.batch_size])
         return sum(self._fire_one(pk, user_id) for pk, user_id in rows)
 
     def fire_due(self) -> int:
-        """Fire everything due now; returns how many this scheduler fired.
-
-        Reminders whose user's lock is taken (a task change or a consumer of that user is
-        committing) are put aside while the rest fire, retried in later passes, and only after
-        ``BUSY_PATIENCE`` seconds fired one at a time, waiting for the lock.
-        """
+        """Fire everything due now, a batch per transaction; returns how many this scheduler
+        fired. A batch waits for its users' locks (a task change or a consumer of those users
+        committing), which are held for milliseconds."""
         fired = 0
         self._failed = False
-        busy: dict[int, str] = {}
         while not self._stop.is_set():
-            result = self._batch(skip=busy)
+            result = self._batch()
             if result is None:
                 return fired + self._one_by_one()
             fired += result.fired
-            busy.update(result.busy)
-            if result.seen < self.batch_size:
+            # A full batch that fired nothing was taken by another scheduler, or its rows are
+            # held by task changes: the next pass comes back to them.
+            if result.seen < self.batch_size or not result.fired:
                 break
-        give_up = time.monotonic() + BUSY_PATIENCE
-        while busy and time.monotonic() < give_up:
-            if self._stop.is_set():
-                return fired
-            time.sleep(BUSY_PAUSE)
-            ids = list(busy)
-            result = self._batch(only=ids[: self.batch_size])
-            if result is None:
-                return fired + self._one_by_one(ids)
-            fired += result.fired
-            for pk in ids[: self.batch_size]:
-                busy.pop(pk, None)
-            busy.update(result.busy)
-        return fired + sum(self._fire_one(pk, user_id) for pk, user_id in busy.items())
+        return fired
 
     # --- the loop ---------------------------------------------------------------------------
 

@@ -15,21 +15,22 @@ Nothing here talks to Dapr inside a transaction: the Jobs API is called after co
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from events.services import event_record
+from events.services import NewEvent, event_record, event_records
 from reminders import event_types
 from reminders.errors import NotificationNotFound
 from reminders.models import Notification, Reminder, ReminderState
 from reminders.representation import notification_to_dict
-from tasks.locking import lock_user, try_lock_users
+from tasks.locking import lock_user, lock_users
 from tasks.models import Task
 from tasks.representation import REPRESENTATION_FIELDS, iso, task_to_dict
 from tasks.signals import TaskChange
@@ -212,8 +213,17 @@ def _wants(task: Task | None, reminder: Reminder) -> bool:
     )
 
 
-def _record_trigger(reminder: Reminder, task: Task, *, now: datetime, source: str) -> None:
-    event_record(
+def _trigger_event(reminder: Reminder, task: Task, *, now: datetime, source: str) -> NewEvent:
+    """The ``reminder.triggered`` of a firing (recorded by the caller), and its metrics."""
+    lateness = max((now - reminder.fire_at).total_seconds(), 0.0)
+    REMINDER_LATENESS.observe(lateness)
+    REMINDERS_FIRED.labels(
+        outcome="late" if is_late(remind_at=reminder.fire_at, fired_at=now) else "on_time"
+    ).inc()
+    logger.debug(
+        "reminder for task %s fired by %s, %.3fs after its time", reminder.task_id, source, lateness
+    )
+    return NewEvent(
         event_type=event_types.REMINDER_TRIGGERED,
         user_id=reminder.user_id,
         payload={
@@ -222,14 +232,6 @@ def _record_trigger(reminder: Reminder, task: Task, *, now: datetime, source: st
             "remind_at": iso(reminder.fire_at),
             "fired_at": iso(now),
         },
-    )
-    lateness = max((now - reminder.fire_at).total_seconds(), 0.0)
-    REMINDER_LATENESS.observe(lateness)
-    REMINDERS_FIRED.labels(
-        outcome="late" if is_late(remind_at=reminder.fire_at, fired_at=now) else "on_time"
-    ).inc()
-    logger.debug(
-        "reminder for task %s fired by %s, %.3fs after its time", reminder.task_id, source, lateness
     )
 
 
@@ -262,60 +264,60 @@ def _drop_unwanted(reminder: Reminder, task: Task | None, *, now: datetime) -> N
 
 @dataclass(frozen=True)
 class FirePass:
-    """One pass of ``reminders_fire_due``: how many due reminders it locked, how many it fired,
-    and the (reminder id, user id) of those it left because their user's lock was taken."""
+    """One pass of ``reminders_fire_due``: how many due reminders it saw, how many it fired."""
 
     seen: int
     fired: int
-    busy: list[tuple[int, str]]
 
 
-def reminders_fire_due(
-    *, limit: int = 100, only: Collection[int] | None = None, skip: Collection[int] = ()
-) -> FirePass:
+def reminders_fire_due(*, limit: int = 100) -> FirePass:
     """Fire up to ``limit`` due reminders in one transaction (the polling scheduler's pass).
 
-    Due reminders are locked with ``SELECT ... FOR UPDATE SKIP LOCKED`` (another scheduler's
-    rows are skipped, so no two schedulers fire the same reminder), then their users' locks are
-    taken without waiting (``try_lock_users``); reminders of users whose lock is taken are left
-    for a later pass or ``reminder_fire_one``. This transaction never waits for a lock, so it
-    cannot deadlock with the task services, which take the user's lock first and the reminder
-    row second. ``only`` / ``skip`` restrict the pass to, or keep it off, given reminder ids.
+    The due reminders are read without locks; their users' locks are taken, waiting, in one
+    sorted order (``lock_users``, as consumer batches do); only then are the reminders locked,
+    ``FOR UPDATE SKIP LOCKED``, and those still due fired. Users before rows is the order of
+    every writer, so this cannot deadlock with the task services or the consumers, and the
+    transaction gets its id only after it holds its users' locks (``tasks.locking``). A
+    second scheduler reading the same reminders waits for the first and finds them fired.
     """
+    candidates = list(
+        Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=timezone.now())
+        .order_by("fire_at")
+        .values_list("pk", "user_id")[:limit]
+    )
+    if not candidates:
+        return FirePass(seen=0, fired=0)
     with transaction.atomic():
-        candidates = Reminder.objects.select_for_update(skip_locked=True).filter(
-            state=ReminderState.SCHEDULED, fire_at__lte=timezone.now()
+        lock_users(user_id for _, user_id in candidates)
+        due = list(
+            Reminder.objects.select_for_update(skip_locked=True)
+            .filter(
+                pk__in=[pk for pk, _ in candidates],
+                state=ReminderState.SCHEDULED,
+                fire_at__lte=timezone.now(),
+            )
+            .order_by("fire_at", "pk")
         )
-        if only is not None:
-            candidates = candidates.filter(pk__in=list(only))
-        if skip:
-            candidates = candidates.exclude(pk__in=list(skip))
-        due = list(candidates.order_by("fire_at")[:limit])
-        if not due:
-            return FirePass(seen=0, fired=0, busy=[])
-        free = try_lock_users([reminder.user_id for reminder in due])
-        ready = [reminder for reminder in due if reminder.user_id in free]
-        busy = [(reminder.pk, reminder.user_id) for reminder in due if reminder.user_id not in free]
-        tasks = Task.objects.only(*REPRESENTATION_FIELDS).in_bulk(
-            [reminder.task_id for reminder in ready]
+        tasks = Task.objects.only(*REPRESENTATION_FIELDS, "user_id").in_bulk(
+            [reminder.task_id for reminder in due]
         )
         now = timezone.now()
-        fired = []
-        for reminder in ready:
+        fired, triggers = [], []
+        for reminder in due:
             task = tasks.get(reminder.task_id)
             if not _wants(task, reminder):
                 _drop_unwanted(reminder, task, now=now)
                 continue
-            _record_trigger(reminder, task, now=now, source="scheduler")
+            triggers.append(_trigger_event(reminder, task, now=now, source="scheduler"))
             fired.append(reminder.pk)
+        event_records(triggers)
         _mark_fired(fired, now=now)
-    return FirePass(seen=len(due), fired=len(fired), busy=busy)
+    return FirePass(seen=len(candidates), fired=len(fired))
 
 
 def reminder_fire_one(*, reminder_id: int, user_id: str) -> bool:
-    """Fire one due reminder, waiting for its user's lock (for the users a batch found busy).
-    False when there is nothing to fire: fired, moved or cancelled since, or in another
-    scheduler's hands right now."""
+    """Fire one due reminder (the scheduler's fallback when a batch fails). False when there
+    is nothing to fire: fired, moved or cancelled since, or in another scheduler's hands."""
     with transaction.atomic():
         lock_user(user_id)
         reminder = (
@@ -335,12 +337,12 @@ def reminder_fire_one(*, reminder_id: int, user_id: str) -> bool:
 
 def _fire_locked(reminder: Reminder, *, source: str) -> bool:
     """Fire a locked, scheduled reminder if its task still wants it (else drop it)."""
-    task = Task.objects.only(*REPRESENTATION_FIELDS).filter(pk=reminder.task_id).first()
+    task = Task.objects.only(*REPRESENTATION_FIELDS, "user_id").filter(pk=reminder.task_id).first()
     now = timezone.now()
     if not _wants(task, reminder):
         _drop_unwanted(reminder, task, now=now)
         return False
-    _record_trigger(reminder, task, now=now, source=source)
+    event_records([_trigger_event(reminder, task, now=now, source=source)])
     _mark_fired([reminder.pk], now=now)
     return True
 
@@ -375,8 +377,8 @@ def reminder_fire_from_job(
 # --- Notifications --------------------------------------------------------------------------
 
 
-def _record_notification_event(event_type: str, notification: Notification) -> None:
-    event_record(
+def _notification_event(event_type: str, notification: Notification) -> NewEvent:
+    return NewEvent(
         event_type=event_type,
         user_id=notification.user_id,
         payload={
@@ -384,6 +386,21 @@ def _record_notification_event(event_type: str, notification: Notification) -> N
             "notification": notification_to_dict(notification),
         },
     )
+
+
+def _record_notification_event(event_type: str, notification: Notification) -> None:
+    event_records([_notification_event(event_type, notification)])
+
+
+class Trigger(NamedTuple):
+    """What a ``reminder.triggered`` says, as the notifications consumer reads it."""
+
+    user_id: str
+    task_id: int
+    remind_at: datetime
+    fired_at: datetime
+    title: str
+    due_at: datetime | None
 
 
 def notification_create_for_trigger(
@@ -398,34 +415,71 @@ def notification_create_for_trigger(
     """The inbox entry for a fired reminder (a ``reminder.triggered``). A repeated trigger of
     the same firing gives the existing notification back and records nothing; a trigger whose
     reminder does not belong to ``user_id`` gives nothing at all."""
+    trigger = Trigger(user_id, task_id, remind_at, fired_at, title, due_at)
     with transaction.atomic():
-        lock_user(user_id)
-        reminder = Reminder.objects.filter(task_id=task_id, user_id=user_id).first()
-        if reminder is None:
-            logger.warning(
-                "reminder.triggered for task %s: no reminder of this user; ignored", task_id
-            )
-            return None
-        notification = Notification(
-            user_id=user_id,
-            kind=Notification.KIND_REMINDER,
-            reminder=reminder,
-            task_id=task_id,
-            title=title,
-            due_at=due_at,
-            remind_at=remind_at,
-            late=is_late(remind_at=remind_at, fired_at=fired_at),
-            created_at=timezone.now(),
+        created = notifications_create_for_triggers([trigger])
+        if created:
+            return created[0]
+        return Notification.objects.filter(
+            user_id=user_id, task_id=task_id, remind_at=remind_at
+        ).first()
+
+
+def notifications_create_for_triggers(triggers: Sequence[Trigger]) -> list[Notification]:
+    """One inbox entry per firing, for a batch of triggers; returns the entries created.
+
+    A firing that already has its entry (a repeated trigger, or twice in the batch) gets no
+    second one, and a trigger whose reminder does not belong to its user gets none. Every
+    writer of a user's notifications holds the user's lock, so under the locks taken here the
+    check for existing entries cannot race; the unique (reminder, remind_at) constraint backs it.
+    """
+    with transaction.atomic():
+        lock_users(trigger.user_id for trigger in triggers)
+        reminder_of = {
+            (task_id, user_id): pk
+            for pk, task_id, user_id in Reminder.objects.filter(
+                task_id__in={trigger.task_id for trigger in triggers}
+            ).values_list("pk", "task_id", "user_id")
+        }
+        wanted: dict[tuple[int, datetime], Trigger] = {}
+        for trigger in triggers:
+            reminder_id = reminder_of.get((trigger.task_id, trigger.user_id))
+            if reminder_id is None:
+                logger.warning(
+                    "reminder.triggered for task %s: no reminder of this user; ignored",
+                    trigger.task_id,
+                )
+                continue
+            wanted.setdefault((reminder_id, trigger.remind_at), trigger)
+        if not wanted:
+            return []
+        existing = set(
+            Notification.objects.filter(
+                reminder_id__in={reminder_id for reminder_id, _ in wanted}
+            ).values_list("reminder_id", "remind_at")
         )
-        try:
-            with transaction.atomic():
-                notification.save(force_insert=True)
-        except IntegrityError as exc:
-            if "notification_one_per_trigger" not in str(exc):
-                raise
-            return Notification.objects.get(reminder=reminder, remind_at=remind_at)
-        _record_notification_event(event_types.NOTIFICATION_CREATED, notification)
-        return notification
+        now = timezone.now()
+        created = Notification.objects.bulk_create(
+            [
+                Notification(
+                    user_id=trigger.user_id,
+                    kind=Notification.KIND_REMINDER,
+                    reminder_id=reminder_id,
+                    task_id=trigger.task_id,
+                    title=trigger.title,
+                    due_at=trigger.due_at,
+                    remind_at=remind_at,
+                    late=is_late(remind_at=remind_at, fired_at=trigger.fired_at),
+                    created_at=now,
+                )
+                for (reminder_id, remind_at), trigger in wanted.items()
+                if (reminder_id, remind_at) not in existing
+            ]
+        )
+        event_records(
+            [_notification_event(event_types.NOTIFICATION_CREATED, entry) for entry in created]
+        )
+        return created
 
 
 def _locked_notification(*, user_id: str, notification_id: int) -> Notification:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from events.models import OutboxEvent, UserEventSequence
 from events.schemas import InvalidEnvelope, parse_envelope
 from events.selectors import events_for_user_since
-from events.services import EventRecordingError, event_record
+from events.services import EventRecordingError, NewEvent, event_record, event_records
 from tasks import services
 from tasks.models import Task
 from tasks.representation import task_to_dict
@@ -138,6 +138,64 @@ def test_an_invalid_envelope_never_enters_the_outbox(user_id):
     # then the error names the problem and nothing was written or consumed
     assert "priority" in str(info.value)
     assert OutboxEvent.objects.count() == before
+    assert UserEventSequence.objects.get(user_id=user_id).last_sequence == 1
+
+
+def _updated(task, title: str) -> dict:
+    snapshot = {**task_to_dict(task), "title": title}
+    return {
+        "task_id": task.pk,
+        "task_data": snapshot,
+        "changed_fields": ["title"],
+        "previous": {"title": task.title},
+    }
+
+
+def test_many_events_in_one_statement_number_each_users_in_the_order_given(user_id, other_user_id):
+    mine = services.task_create(user_id=user_id, title="a")  # sequence 1
+    theirs = services.task_create(user_id=other_user_id, title="b")
+
+    with transaction.atomic():
+        envelopes = event_records(
+            [
+                NewEvent("task.updated", user_id, _updated(mine, "a1")),
+                NewEvent("task.updated", other_user_id, _updated(theirs, "b1")),
+                NewEvent("task.updated", user_id, _updated(mine, "a2")),
+                NewEvent("task.updated", user_id, _updated(mine, "a3")),
+            ]
+        )
+
+    assert [(e.user_id, e.sequence) for e in envelopes] == [
+        (user_id, 2),
+        (other_user_id, 2),
+        (user_id, 3),
+        (user_id, 4),
+    ]
+    rows = rows_for(user_id)
+    assert [row.sequence for row in rows] == [1, 2, 3, 4]
+    assert [parse_envelope(row.envelope).payload.task_data.title for row in rows[1:]] == [
+        "a1",
+        "a2",
+        "a3",
+    ]
+    assert all(parse_envelope(row.envelope).sequence == row.sequence for row in rows)
+    assert UserEventSequence.objects.get(user_id=user_id).last_sequence == 4
+    assert UserEventSequence.objects.get(user_id=other_user_id).last_sequence == 2
+
+
+def test_one_invalid_event_keeps_the_whole_batch_out(user_id):
+    task = services.task_create(user_id=user_id, title="a")
+    broken = {**_updated(task, "b"), "task_id": task.pk + 1}
+
+    with pytest.raises(InvalidEnvelope), transaction.atomic():
+        event_records(
+            [
+                NewEvent("task.updated", user_id, _updated(task, "ok")),
+                NewEvent("task.updated", user_id, broken),
+            ]
+        )
+
+    assert [row.sequence for row in rows_for(user_id)] == [1]
     assert UserEventSequence.objects.get(user_id=user_id).last_sequence == 1
 
 

@@ -69,6 +69,26 @@ def test_the_same_trigger_delivered_twice_gives_one_notification(user_id):
     assert len(payloads(user_id, "notification.created")) == 1
 
 
+def test_a_batch_of_triggers_gives_one_notification_per_firing(user_id, other_user_id):
+    _fire_reminders(user_id, count=3)
+    _fire_reminders(other_user_id, count=2, title="Call")
+    mine = recorded(user_id, "reminder.triggered")
+    theirs = recorded(other_user_id, "reminder.triggered")
+    resent = mine[0].model_copy(update={"event_id": uuid.uuid4()})  # the same firing again
+    stranger = theirs[0].model_copy(update={"user_id": user_id})  # not this user's reminder
+
+    with transaction.atomic():
+        get_consumer("notifications").handle_batch([*mine, *theirs, resent, stranger])
+
+    assert Notification.objects.filter(user_id=user_id).count() == 3
+    assert Notification.objects.filter(user_id=other_user_id).count() == 2
+    created = payloads(user_id, "notification.created")
+    assert sorted(p["notification"]["task_id"] for p in created) == sorted(
+        e.payload.task_id for e in mine
+    )
+    assert len(payloads(other_user_id, "notification.created")) == 2
+
+
 def test_a_reminder_for_another_users_task_never_reaches_this_user(
     user_id, other_user_id, other_api
 ):

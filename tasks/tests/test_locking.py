@@ -1,0 +1,44 @@
+"""Users' locks: one user, or several in one sorted order, held until the transaction ends."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from tasks.locking import lock_user, lock_users
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _held_elsewhere(user_id: str) -> bool:
+    """Whether another connection finds ``user_id``'s lock taken."""
+    result = {}
+
+    def probe():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 7411))", [user_id]
+                )
+                result["free"] = cursor.fetchone()[0]
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join(10)
+    return not result["free"]
+
+
+def test_lock_users_takes_every_users_lock_once_sorted_until_commit():
+    with transaction.atomic():
+        assert lock_users(["b", "a", "b", "c"]) == ["a", "b", "c"]
+        lock_user("a")  # a lock the transaction holds can be taken again
+        assert all(_held_elsewhere(user) for user in ("a", "b", "c"))
+        assert not _held_elsewhere("d")
+    assert not any(_held_elsewhere(user) for user in ("a", "b", "c"))
+
+
+def test_no_users_is_no_query():
+    with transaction.atomic():
+        assert lock_users([]) == []
