@@ -8,6 +8,7 @@ scheduler killed too, PostgreSQL and Redis restarted, WebSockets checked.)
 
 from __future__ import annotations
 
+import bisect
 import os
 import random
 import sys
@@ -147,10 +148,12 @@ def test_kill_9_of_relay_and_consumer_mid_stream_loses_and_repeats_nothing(worke
         now = time.monotonic() - began
         while plan and plan[0][0] <= now:
             _, name, downtime = plan.pop(0)
-            if workers[name].running:
-                workers[name].kill9()
-                killed.append(name)
-                restarts.append((now + downtime, name))
+            if not workers[name].running:  # still down from its last kill: kill it once it is up
+                bisect.insort(plan, (now + 0.2, name, downtime))
+                break
+            workers[name].kill9()
+            killed.append(name)
+            restarts.append((now + downtime, name))
         for due in [entry for entry in restarts if entry[0] <= now]:
             restarts.remove(due)
             if not workers[due[1]].running:
