@@ -46,24 +46,23 @@ def record_events(
 
     no_query_log()
 
-    from events.services import event_record
+    from events.services import NewEvent, event_records
 
     start.wait()
     index = 0
     while index < events:
+        batch = []
+        for _ in range(min(per_transaction, events - index)):
+            slot = index % len(users)
+            snapshot = snapshots[slot]
+            payload = {
+                "task_id": snapshot["id"],
+                "task_data": snapshot,
+                "changed_fields": ["title"],
+                "previous": {"title": snapshot["title"]},
+            }
+            batch.append(NewEvent("task.updated", users[slot], payload))
+            index += 1
         with transaction.atomic():
-            for _ in range(min(per_transaction, events - index)):
-                slot = index % len(users)
-                snapshot = snapshots[slot]
-                event_record(
-                    event_type="task.updated",
-                    user_id=users[slot],
-                    payload={
-                        "task_id": snapshot["id"],
-                        "task_data": snapshot,
-                        "changed_fields": ["title"],
-                        "previous": {"title": snapshot["title"]},
-                    },
-                )
-                index += 1
+            event_records(batch)  # one statement per transaction, as a batch writer does
     connection.close()
