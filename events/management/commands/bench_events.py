@@ -299,7 +299,7 @@ class Command(BaseCommand):
 ```
 
 Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, {load} at the end.
-{writers} writer process(es) make {what}; the relay and
+{writers} writer process{"es" if writers > 1 else ""} make{"s" if writers == 1 else ""} {what}; the relay and
 a consumer writing one history row per event run as threads, as in the embedded server (Dapr:
 through the in-process sidecar, {self.partitions} partitions). *live*: writers and pipeline together, latency
 from the envelope's timestamp (just before the change commits) to the consumer's commit;
