@@ -24,6 +24,7 @@ from todo_project.benchmarks import (
     no_query_log,
     percentile,
     scratch_database,
+    write_section,
 )
 
 
@@ -65,12 +66,36 @@ class Command(BaseCommand):
         parser.add_argument("--warmup", type=int, default=10)
         parser.add_argument("--only-recurrence", action="store_true", help="run no other consumer")
         parser.add_argument("--in-place", action="store_true", help="use the configured database")
+        parser.add_argument(
+            "--no-report", action="store_true", help="do not write docs/performance.md"
+        )
 
-    def handle(self, *args, completions, series, warmup, only_recurrence, in_place, **options):
+    def handle(
+        self, *args, completions, series, warmup, only_recurrence, in_place, no_report, **options
+    ):
         self.stdout.write(f"bench_recurrence on {machine_line()}")
         no_query_log()
         with scratch_database(not in_place, self.stdout):
-            self._run(completions, series, warmup, only_recurrence)
+            latencies_ms, consumers = self._run(completions, series, warmup, only_recurrence)
+        if not no_report:
+            p95 = percentile(latencies_ms, 95)
+            report = "\n".join(
+                [
+                    "## Recurrence: completion to next instance (`python manage.py bench_recurrence`)",
+                    "",
+                    f"{completions} completions over {series} recurring series, one at a time, "
+                    f"embedded mode; consumers running: {', '.join(consumers)}. From the "
+                    "completion's commit to the commit of the next instance the recurrence "
+                    f"consumer creates. Machine: {machine_line()}. Plan: 5 s. Goal: p95 <= 250 ms.",
+                    "",
+                    "| p50 ms | p95 ms | p99 ms | max ms | measured | goal |",
+                    "|---:|---:|---:|---:|---:|---|",
+                    f"| {percentile(latencies_ms, 50):.1f} | {p95:.1f} | "
+                    f"{percentile(latencies_ms, 99):.1f} | {max(latencies_ms, default=0):.1f} | "
+                    f"{len(latencies_ms)} | {'met' if p95 <= 250 else 'missed'} |",
+                ]
+            )
+            self.stdout.write(f"wrote {write_section('recurrence', report)}")
 
     def _run(self, completions, series_count, warmup, only_recurrence):
         from events.consumers import get_consumer
@@ -127,3 +152,4 @@ class Command(BaseCommand):
             f"mean {mean(latencies_ms):.1f}  "
             f"(n={len(latencies_ms)}, goal p95 <= 250)"
         )
+        return latencies_ms, [consumer.name for consumer in consumers]

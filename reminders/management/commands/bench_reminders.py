@@ -27,6 +27,7 @@ from todo_project.benchmarks import (
     no_query_log,
     percentile,
     scratch_database,
+    write_section,
 )
 
 
@@ -63,9 +64,22 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-workers", action="store_true", help="without relay and consumers")
         parser.add_argument("--in-place", action="store_true", help="use the configured database")
+        parser.add_argument(
+            "--no-report", action="store_true", help="do not write docs/performance.md"
+        )
 
     def handle(
-        self, *args, count, users, windows, schedulers, lead, no_workers, in_place, **options
+        self,
+        *args,
+        count,
+        users,
+        windows,
+        schedulers,
+        lead,
+        no_workers,
+        in_place,
+        no_report,
+        **options,
     ):
         self.stdout.write(f"bench_reminders on {machine_line()}")
         no_query_log()
@@ -76,14 +90,42 @@ class Command(BaseCommand):
                 thread = threading.Thread(target=scheduler.run, daemon=True)
                 thread.start()
                 running.append((scheduler, thread))
+            rows = []
             try:
                 for n, window in enumerate(float(w) for w in windows.split(",")):
-                    self._scenario(n, count, users, window, lead, schedulers, not no_workers)
+                    rows.append(
+                        self._scenario(n, count, users, window, lead, schedulers, not no_workers)
+                    )
             finally:
                 for scheduler, _ in running:
                     scheduler.stop()
                 for _, thread in running:
                     thread.join(10)
+        if not no_report:
+            self._report(rows, count, users, schedulers, not no_workers)
+
+    def _report(self, rows, count, users, schedulers, workers) -> None:
+        runner = f"{schedulers} polling scheduler{'' if schedulers == 1 else 's'}"
+        if workers:
+            runner += ", with the relay and the consumers running beside it"
+        lines = [
+            "## Reminders: lateness (`python manage.py bench_reminders`)",
+            "",
+            f"{count:,} reminders for {users} users, embedded mode: {runner}. Lateness: a "
+            f"reminder's time to its firing transaction. Machine: {machine_line()}.",
+            "Plan: 30 s. Goal: p95 <= 1,000 ms.",
+            "",
+            "| reminders due | p50 ms | p95 ms | p99 ms | max ms | fired | goal |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for shape, lateness_ms, fired in rows:
+            p95 = percentile(lateness_ms, 95)
+            lines.append(
+                f"| {shape} | {percentile(lateness_ms, 50):.1f} | {p95:.1f} | "
+                f"{percentile(lateness_ms, 99):.1f} | {max(lateness_ms, default=0):.1f} | "
+                f"{fired:,} / {count:,} | {'met' if p95 <= 1000 and fired == count else 'missed'} |"
+            )
+        self.stdout.write(f"wrote {write_section('reminders', chr(10).join(lines))}")
 
     def _create(self, prefix: str, count: int, users: int, first, window: float) -> list:
         created = []
@@ -135,10 +177,11 @@ class Command(BaseCommand):
         lateness_ms = [(fired - due).total_seconds() * 1000 for due, fired in rows]
         if len(rows) != count:
             self.stderr.write(f"only {len(rows)} of {count} reminders fired")
-        shape = f"spread over {window:.0f}s" if window else "all due at one instant"
+        shape = f"spread over {window:.0f} s" if window else "all at one instant"
         self.stdout.write(
             f"reminder lateness, {shape} (fire time -> firing transaction), ms: "
             f"p50 {percentile(lateness_ms, 50):.1f}  p95 {percentile(lateness_ms, 95):.1f}  "
             f"p99 {percentile(lateness_ms, 99):.1f}  max {max(lateness_ms, default=0):.1f}  "
             f"mean {mean(lateness_ms):.1f}  (n={len(rows)}, goal p95 <= 1000)"
         )
+        return shape, lateness_ms, len(rows)
