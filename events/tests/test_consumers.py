@@ -266,7 +266,7 @@ def test_the_audit_consumer_records_each_tasks_history(user_id):
 )
 def test_only_consumers_that_write_for_users_wait_for_their_locks(user_id, consumer, waits):
     from events.processing import apply_batch_in_transaction
-    from tasks.locking import lock_user
+    from tasks.tests.helpers import user_lock_held
 
     task = services.task_create(user_id=user_id, title="a")
     services.task_complete(user_id=user_id, task_id=task.pk)
@@ -274,29 +274,14 @@ def test_only_consumers_that_write_for_users_wait_for_their_locks(user_id, consu
         parse_envelope(row.envelope)
         for row in OutboxEvent.objects.filter(user_id=user_id).order_by("sequence")
     ]
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_users_lock():
-        try:
-            with transaction.atomic():
-                lock_user(user_id)
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_the_users_lock)
-    holder.start()
-    holding.wait(5)
-    threading.Timer(0.5, release.set).start()
-    started = time.monotonic()
-    with transaction.atomic():
-        apply_batch_in_transaction(get_consumer(consumer), envelopes)
-    waited = time.monotonic() - started
-    holder.join(5)
+    with user_lock_held(user_id, seconds=2.0) as held:
+        with transaction.atomic():
+            apply_batch_in_transaction(get_consumer(consumer), envelopes)
+        finished = time.monotonic()
 
     assert get_consumer(consumer).writes_for_users is waits
-    assert (waited >= 0.4) is waits, waited
+    # Done before the holder let go, or only after it.
+    assert (held.released_at is not None and finished > held.released_at) is waits
 
 
 def test_old_idempotency_keys_and_sent_rows_expire_and_unsent_rows_stay(user_id):

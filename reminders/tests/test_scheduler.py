@@ -20,7 +20,7 @@ from reminders.models import Notification, Reminder, ReminderState
 from reminders.scheduler import ReminderScheduler, start_in_thread
 from reminders.tests.helpers import database_url, recorded, run_consumers, soon
 from tasks import services
-from tasks.locking import lock_user
+from tasks.tests.helpers import user_lock_held
 
 
 def _due_reminder(user_id, *, minutes_ago=5, title="Water plants"):
@@ -109,29 +109,13 @@ def test_a_pass_that_dies_leaves_its_reminders_for_the_next(user_id):
 def test_a_pass_waits_for_a_busy_users_lock_and_then_fires(user_id, other_user_id):
     busy_task = _due_reminder(user_id)
     free_task = _due_reminder(other_user_id)
-    holding = threading.Event()
-    release = threading.Event()
 
-    def hold_the_users_lock():
-        try:
-            with transaction.atomic():
-                lock_user(user_id)
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_the_users_lock)
-    holder.start()
-    holding.wait(5)
-    threading.Timer(0.3, release.set).start()
-    started = time.monotonic()
-    fired = ReminderScheduler().fire_due()
-    waited = time.monotonic() - started
-    holder.join(5)
+    with user_lock_held(user_id, seconds=0.3) as held:
+        fired = ReminderScheduler().fire_due()
+        finished = time.monotonic()
 
     assert fired == 2
-    assert waited >= 0.25  # it waited for the holder instead of firing around it
+    assert finished > held.released_at  # it waited for the holder instead of firing around it
     assert Reminder.objects.get(task_id=busy_task.pk).state == ReminderState.FIRED
     assert Reminder.objects.get(task_id=free_task.pk).state == ReminderState.FIRED
     assert len(recorded(user_id, "reminder.triggered")) == 1

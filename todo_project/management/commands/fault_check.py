@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import shutil
 import subprocess
@@ -45,7 +44,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from todo_project import http_limits
 from todo_project.auth import issue_token
-from todo_project.benchmarks import machine_line
+from todo_project.benchmarks import machine_line, server_env
 from todo_project.reliability import invariants
 from todo_project.reliability.processes import (
     PrivatePostgres,
@@ -219,20 +218,14 @@ class FaultRun:
         return url, conninfo
 
     def _env(self, url: str) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "EVENTS_BROKER": "embedded",
-            "RUN_WORKERS_IN_PROCESS": "0",
-            "RATE_LIMIT_WRITES": "1000000/min",
-            "RATE_LIMIT_LISTS": "1000000/min",
-            "LOG_FORMAT": "text",
-            "LOG_LEVEL": "WARNING",
-            "METRICS_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name in ("REDIS_URL", "DAPR_GRPC_PORT", "DAPR_GRPC_ENDPOINT", "EMBEDDED_PG_DIR"):
-            env.pop(name, None)
+        env = server_env(
+            url,
+            RUN_WORKERS_IN_PROCESS="0",
+            LOG_FORMAT="text",
+            METRICS_PORT="0",
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("EMBEDDED_PG_DIR", None)
         if self.redis is not None:
             env["REDIS_URL"] = self.redis.url
         return env
