@@ -169,3 +169,48 @@ def no_query_log() -> None:
     """Run the rest of this (benchmark) process as production runs: ``DEBUG`` off, so Django
     keeps no record of each query (with ``DEBUG`` on, every query is also rendered as text)."""
     settings.DEBUG = False
+
+
+@contextmanager
+def bench_server(env: dict[str, str], *extra_args: str, timeout: float = 120.0):
+    """A uvicorn process serving the whole application on a free loopback port, with ``env``
+    (see ``server_env``): ready (``/readyz`` answers 200) when the block starts, stopped after
+    it. Yields ``(port, process)``."""
+    import http.client
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
+         "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
+         "--no-access-log", "--log-level", "warning", *extra_args],
+        env=env,
+        cwd=settings.BASE_DIR,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError("the bench server exited during start-up")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench server did not become ready")
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+            try:
+                client.request("GET", "/readyz")
+                if client.getresponse().status == 200:
+                    break
+            except OSError:
+                pass  # not listening yet
+            finally:
+                client.close()
+            time.sleep(0.2)
+        yield port, server
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)

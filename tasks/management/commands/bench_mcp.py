@@ -14,13 +14,10 @@ import contextlib
 import logging
 import os
 import random
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import psycopg
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
@@ -29,10 +26,10 @@ from django.utils import timezone
 from tasks.bench.corpus import task_rows
 from todo_project.auth import issue_token
 from todo_project.benchmarks import (
+    bench_server,
     conninfo,
     database_url,
     fmt,
-    free_port,
     machine_line,
     p50_p95,
     server_env,
@@ -162,41 +159,11 @@ class Command(BaseCommand):
 
     # --- timing -----------------------------------------------------------------------------
     def _time(self, words: dict[str, str], samples: int) -> list[Row]:
-        port = free_port()
         env = server_env(database_url(BENCH_DB), RUN_WORKERS_IN_PROCESS="0")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
-             "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
-             "--log-level", "warning", "--no-access-log"],
-            env=env,
-            cwd=settings.BASE_DIR,
-        )  # fmt: skip
-        try:
-            self._wait_ready(port, server)
+        with bench_server(env) as (port, server):
             return asyncio.run(
                 self._time_calls(f"http://127.0.0.1:{port}/mcp", words, samples, server.pid)
             )
-        finally:
-            server.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(10)
-            if server.poll() is None:
-                server.kill()
-
-    @staticmethod
-    def _wait_ready(port: int, server: subprocess.Popen) -> None:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise CommandError("the bench server exited during start-up")
-            with contextlib.suppress(httpx.HTTPError):
-                # /mcp answers 401 without a token once the app (and its lifespan) is up.
-                if httpx.post(f"http://127.0.0.1:{port}/mcp", timeout=2).status_code == 401:
-                    return
-            time.sleep(0.2)
-        raise CommandError("the bench server did not become ready")
 
     async def _time_calls(
         self, url: str, words: dict[str, str], samples: int, server_pid: int

@@ -3,18 +3,14 @@ next to the plan's targets, our goals and a naive ILIKE baseline."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import random
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from urllib.parse import urlencode
 
 import psycopg
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
@@ -25,10 +21,10 @@ from tasks.models import Task
 from tasks.selectors import TaskFilters, task_queryset_for_user
 from todo_project.auth import issue_token
 from todo_project.benchmarks import (
+    bench_server,
     conninfo,
     database_url,
     fmt,
-    free_port,
     machine_line,
     p50_p95,
     server_env,
@@ -319,64 +315,37 @@ class Command(BaseCommand):
         return results
 
     def _time_http(self, user_ids, words, samples) -> dict[str, list[float]]:
-        port = free_port()
         env = server_env(database_url(BENCH_DB), RUN_WORKERS_IN_PROCESS="0", DB_CONN_MAX_AGE="600")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "todo_project.asgi:application", "--port", str(port),
-             "--log-level", "warning", "--no-access-log", "--lifespan", "on"],
-            env=env,
-            cwd=settings.BASE_DIR,
-        )  # fmt: skip
         tokens = {user: issue_token(user, ttl_seconds=3600) for user in user_ids}
         results: dict[str, list[float]] = {}
         rng = random.Random(7)
-        # The client is the standard library's, on one kept-alive connection: what is timed is
-        # the server's work and loopback, not a client library's (httpx adds about 2 ms to
-        # reading a 30 kB page). The body is read whole; it is parsed after the clock stops.
-        client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            self._wait_ready(client, server)
-            for case in CASES:
-                params = self._params(case, words)
-                path = "/api/tasks/?" + urlencode({**params, "limit": 50})
-                timings = []
-                for i in range(samples + 20):
-                    user = rng.choice(user_ids)
-                    started = time.perf_counter()
-                    client.request("GET", path, headers={"Authorization": f"Bearer {tokens[user]}"})
-                    response = client.getresponse()
-                    body = response.read()
-                    elapsed = (time.perf_counter() - started) * 1000
-                    if response.status != 200 or "results" not in json.loads(body):
-                        raise RuntimeError(f"{case}: HTTP {response.status} {body[:300]!r}")
-                    if i >= 20:
-                        timings.append(elapsed)
-                results[case] = timings
-        finally:
-            client.close()
-            server.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(10)
-            if server.poll() is None:
-                server.kill()
-        return results
-
-    @staticmethod
-    def _wait_ready(client: http.client.HTTPConnection, server) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError("the bench server exited during start-up")
+        with bench_server(env) as (port, _):
+            # The client is the standard library's, on one kept-alive connection: what is
+            # timed is the server's work and loopback, not a client library's (httpx adds about
+            # 2 ms to reading a 30 kB page). The body is read whole; it is parsed after the
+            # clock stops.
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             try:
-                client.request("GET", "/readyz")
-                response = client.getresponse()
-                response.read()
-                if response.status == 200:
-                    return
-            except OSError:
-                client.close()  # reconnects on the next request
-            time.sleep(0.2)
-        raise RuntimeError("the bench server did not become ready")
+                for case in CASES:
+                    params = self._params(case, words)
+                    path = "/api/tasks/?" + urlencode({**params, "limit": 50})
+                    timings = []
+                    for i in range(samples + 20):
+                        user = rng.choice(user_ids)
+                        headers = {"Authorization": f"Bearer {tokens[user]}"}
+                        started = time.perf_counter()
+                        client.request("GET", path, headers=headers)
+                        response = client.getresponse()
+                        body = response.read()
+                        elapsed = (time.perf_counter() - started) * 1000
+                        if response.status != 200 or "results" not in json.loads(body):
+                            raise RuntimeError(f"{case}: HTTP {response.status} {body[:300]!r}")
+                        if i >= 20:
+                            timings.append(elapsed)
+                    results[case] = timings
+            finally:
+                client.close()
+        return results
 
     def _table(self, raw, http, naive, plans, users, per_user, samples, words) -> str:
         lines = [

@@ -44,13 +44,14 @@ from django.core.management.base import BaseCommand, CommandError
 from todo_project import benchmarks, http_limits
 from todo_project.auth import issue_token
 from todo_project.benchmarks import (
+    bench_server,
     fmt,
     machine_line,
     p50_p95,
     server_env,
 )
 from todo_project.reliability import report as reliability_report
-from todo_project.reliability.processes import database_on_default_server, free_port
+from todo_project.reliability.processes import database_on_default_server
 
 BENCH_DB = "todo_bench_load"
 OPERATIONS = ("list", "search", "create", "update", "complete")
@@ -138,16 +139,8 @@ class Command(BaseCommand):
             check=True,
             timeout=600,
         )
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
-             "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
-             "--no-access-log", "--log-level", "warning", "--http", http_limits.PROTOCOL,
-             "--ws-ping-interval", "20", "--ws-ping-timeout", "20"],
-            env=env,
-            cwd=settings.BASE_DIR,
-        )  # fmt: skip
-        try:
+        ws_pings = ("--ws-ping-interval", "20", "--ws-ping-timeout", "20")
+        with bench_server(env, "--http", http_limits.PROTOCOL, *ws_pings) as (port, server):
             run = LoadRun(
                 out=self.stdout,
                 base=f"127.0.0.1:{port}",
@@ -161,14 +154,6 @@ class Command(BaseCommand):
                 seed=seed,
             )
             asyncio.run(run.execute())
-        finally:
-            if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait(10)
         markdown = run.markdown()
         self.stdout.write("\n" + markdown)
         if not no_report:
@@ -238,7 +223,6 @@ class LoadRun:
     async def execute(self) -> None:
         import httpx
 
-        await self._wait_ready()
         limits = httpx.Limits(max_connections=HTTP_POOL, max_keepalive_connections=HTTP_POOL)
         async with httpx.AsyncClient(
             base_url=f"http://{self.base}", timeout=30, limits=limits
@@ -286,20 +270,6 @@ class LoadRun:
         server = psutil.Process(self.server.pid).cpu_times()
         client = psutil.Process().cpu_times()
         return server.user + server.system, client.user + client.system
-
-    async def _wait_ready(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        async with httpx.AsyncClient(timeout=3) as client:
-            while time.monotonic() < deadline:
-                if self.server.poll() is not None:
-                    raise CommandError("the server exited during start-up")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"http://{self.base}/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise CommandError("the server did not become ready")
 
     # --- sockets ----------------------------------------------------------------------------
 
