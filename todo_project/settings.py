@@ -8,6 +8,8 @@ channel layer, and relay, consumers and reminder scheduler inside the server pro
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 from todo_project.env import (
@@ -275,6 +277,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Until collectstatic has filled STATIC_ROOT (the container image does it at build), WhiteNoise
+# serves from the apps' static directories, so an empty STATIC_ROOT is not worth a warning.
+warnings.filterwarnings(
+    "ignore", message="No directory at: " + re.escape(str(STATIC_ROOT)), category=UserWarning
+)
 
 # --- Security in production -----------------------------------------------------------------
 if not DEBUG:
