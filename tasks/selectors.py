@@ -159,7 +159,7 @@ def task_queryset_for_user(*, user_id: str, filters: TaskFilters) -> QuerySet[Ta
     return _ordered(qs, search, filters)
 
 
-def _count_of(matching: QuerySet[Task]) -> Subquery:
+def _count_of(matching: QuerySet[Task]) -> Coalesce:
     # Every row is the one user's, so grouping by user gives the single count row (none when
     # nothing matches, hence the 0).
     counted = matching.order_by().values("user_id").annotate(n=Count("pk")).values("n")
