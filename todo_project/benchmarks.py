@@ -55,19 +55,25 @@ def machine_line() -> str:
     )
 
 
-def write_section(key: str, markdown: str) -> Path:
-    """Replace (or append) the section ``key`` of docs/performance.md."""
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    text = REPORT.read_text() if REPORT.exists() else _HEADER
-    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+def write_marked_section(path: Path, marker: str, markdown: str, *, header: str) -> Path:
+    """Replace the block between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``path`` (or
+    append it; a missing file starts with ``header``), leaving the rest of the file as it is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else header
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    REPORT.write_text(text)
-    return REPORT
+    path.write_text(text)
+    return path
+
+
+def write_section(key: str, markdown: str) -> Path:
+    """Replace (or append) the section ``key`` of docs/performance.md."""
+    return write_marked_section(REPORT, f"bench:{key}", markdown, header=_HEADER)
 
 
 def mean(samples: Sequence[float]) -> float:
@@ -86,7 +92,7 @@ def _connection_parts(database: str) -> dict[str, str]:
         "port": str(cfg["PORT"] or ""),
     }
     for key, value in (cfg.get("OPTIONS") or {}).items():
-        if key in {"sslmode", "sslrootcert"}:
+        if key.startswith("ssl"):
             parts[key] = str(value)
     return {key: value for key, value in parts.items() if value}
 
@@ -101,16 +107,37 @@ def conninfo(database: str) -> str:
 def database_url(database: str) -> str:
     """A ``DATABASE_URL`` for ``database`` on the server the project uses (for a bench server
     started as a subprocess); a Unix socket directory goes in the ``host`` parameter."""
+    from urllib.parse import quote
+
     parts = _connection_parts(database)
-    auth = parts["user"] + (f":{parts['password']}" if "password" in parts else "")
+    auth = quote(parts["user"], safe="") + (
+        f":{quote(parts['password'], safe='')}" if "password" in parts else ""
+    )
     host = parts.get("host", "")
     port = parts.get("port", "")
-    query = [f"{key}={parts[key]}" for key in ("sslmode", "sslrootcert") if key in parts]
+    query = [f"{key}={quote(value)}" for key, value in parts.items() if key.startswith("ssl")]
     if host.startswith("/"):
-        query = [f"host={host}", *([f"port={port}"] if port else []), *query]
+        query = [f"host={quote(host)}", *([f"port={port}"] if port else []), *query]
         return f"postgresql://{auth}@/{database}?" + "&".join(query)
     netloc = host + (f":{port}" if port else "")
     return f"postgresql://{auth}@{netloc}/{database}" + ("?" + "&".join(query) if query else "")
+
+
+def database_on_default_server(name: str, *, fresh: bool = False) -> tuple[str, str]:
+    """Create database ``name`` on the server the project uses (the embedded one or
+    ``DATABASE_URL``), dropping it first when ``fresh``. Returns (DATABASE_URL for child
+    processes, psycopg conninfo for this one)."""
+    import psycopg
+    from django.db import connections
+
+    admin = conninfo(connections["default"].settings_dict["NAME"])
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(name), conninfo(name)
 
 
 def free_port() -> int:
@@ -171,6 +198,18 @@ def no_query_log() -> None:
     settings.DEBUG = False
 
 
+def uvicorn_command(port: int, *extra_args: str) -> list[str]:
+    """The command line of a uvicorn process serving the whole application on loopback ``port``
+    with its lifespan (the in-process workers), quietly."""
+    import sys
+
+    return [
+        sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
+        "--no-access-log", "--log-level", "warning", *extra_args,
+    ]  # fmt: skip
+
+
 @contextmanager
 def bench_server(env: dict[str, str], *extra_args: str, timeout: float = 120.0):
     """A uvicorn process serving the whole application on a free loopback port, with ``env``
@@ -178,16 +217,9 @@ def bench_server(env: dict[str, str], *extra_args: str, timeout: float = 120.0):
     it. Yields ``(port, process)``."""
     import http.client
     import subprocess
-    import sys
 
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
-         "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
-         "--no-access-log", "--log-level", "warning", *extra_args],
-        env=env,
-        cwd=settings.BASE_DIR,
-    )  # fmt: skip
+    server = subprocess.Popen(uvicorn_command(port, *extra_args), env=env, cwd=settings.BASE_DIR)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from rest_framework.test import APIClient
 
 from todo_project.auth import issue_token
@@ -36,3 +42,31 @@ def asgi_app_with_mcp_lifespan_only():
                 return
 
     return app
+
+
+@contextmanager
+def jwks_endpoint(private_key, kid: str = "k1") -> Iterator[str]:
+    """A JWKS URL on loopback that serves the public half of ``private_key`` (RSA) as the
+    RS256 signing key ``kid``."""
+    from jwt.algorithms import RSAAlgorithm
+
+    public = json.loads(RSAAlgorithm.to_jwk(private_key.public_key()))
+    body = json.dumps({"keys": [{**public, "kid": kid, "alg": "RS256", "use": "sig"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

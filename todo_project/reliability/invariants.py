@@ -139,6 +139,19 @@ def _events(cursor, like: str) -> list[_Event]:
     return events
 
 
+def user_logs(cursor, user_prefix: str) -> dict[str, dict[int, str]]:
+    """Each user's event log (sequence -> event id), for the users whose id starts with
+    ``user_prefix``: what a client's socket must have received."""
+    cursor.execute(
+        "SELECT user_id, sequence, event_id::text FROM events_outboxevent WHERE user_id LIKE %s",
+        [_like(user_prefix)],
+    )
+    logs: dict[str, dict[int, str]] = defaultdict(dict)
+    for user_id, sequence, event_id in cursor.fetchall():
+        logs[user_id][sequence] = event_id
+    return logs
+
+
 def check(
     cursor,
     *,

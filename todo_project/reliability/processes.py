@@ -15,11 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from todo_project.benchmarks import free_port
 
 
 class Worker:
@@ -32,7 +28,6 @@ class Worker:
         self.cwd = cwd
         self.log_path = logs / f"{name}.log"
         self.popen: subprocess.Popen | None = None
-        self.kills = 0
         self.starts = 0
 
     def start(self) -> Worker:
@@ -59,7 +54,6 @@ class Worker:
         if self.running:
             os.kill(self.popen.pid, signal.SIGKILL)
             self.popen.wait(10)
-            self.kills += 1
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (graceful), then SIGKILL if it does not end in time."""
@@ -156,7 +150,6 @@ class PrivateRedis:
         self.work_dir = work_dir
         self.port = free_port()
         self.popen: subprocess.Popen | None = None
-        self.restarts = 0
 
     @staticmethod
     def available() -> bool:
@@ -194,7 +187,6 @@ class PrivateRedis:
         started = time.monotonic()
         self.kill()
         self.start()
-        self.restarts += 1
         return time.monotonic() - started
 
     def kill(self) -> None:
@@ -213,43 +205,3 @@ class PrivateRedis:
 
 def manage(*args: str) -> list[str]:
     return [sys.executable, "manage.py", *args]
-
-
-# --- a database of a run's own on the project's server ---------------------------------------
-
-
-def database_on_default_server(name: str, *, fresh: bool = False) -> tuple[str, str]:
-    """Create database ``name`` on the server the project uses (the embedded one or
-    ``DATABASE_URL``), dropping it first when ``fresh``. Returns (DATABASE_URL for child
-    processes, psycopg conninfo for this one)."""
-    from urllib.parse import quote
-
-    import psycopg
-    from django.db import connections
-
-    cfg = connections["default"].settings_dict
-    params = {
-        "user": cfg["USER"] or "postgres",
-        "password": cfg["PASSWORD"] or "",
-        "host": cfg["HOST"] or "",
-        "port": str(cfg["PORT"] or ""),
-        **{k: v for k, v in (cfg.get("OPTIONS") or {}).items() if k.startswith("ssl")},
-    }
-    params = {key: value for key, value in params.items() if value}
-    admin = psycopg.conninfo.make_conninfo(dbname=cfg["NAME"], **params)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if fresh:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    auth = quote(params["user"]) + (f":{quote(params['password'])}" if "password" in params else "")
-    host = params.get("host", "127.0.0.1")
-    ssl = "&".join(f"{k}={quote(str(v))}" for k, v in params.items() if k.startswith("ssl"))
-    if host.startswith("/"):
-        port = f"&port={params['port']}" if "port" in params else ""
-        url = f"postgresql://{auth}@/{name}?host={quote(host)}{port}"
-    else:
-        port = f":{params['port']}" if "port" in params else ""
-        url = f"postgresql://{auth}@{host}{port}/{name}" + (f"?{ssl}" if ssl else "")
-    return url, psycopg.conninfo.make_conninfo(dbname=name, **params)

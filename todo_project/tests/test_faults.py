@@ -11,18 +11,17 @@ from __future__ import annotations
 import bisect
 import os
 import random
-import sys
 import time
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
-from events.tests.support import database_url
 from tasks import services
 from tasks.errors import TaskError
+from todo_project.benchmarks import database_url
 from todo_project.reliability import invariants
-from todo_project.reliability.processes import Worker
+from todo_project.reliability.processes import Worker, manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +34,7 @@ KILLS_EACH = 2
 def workers(tmp_path):
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": database_url(connection.settings_dict["NAME"]),
         "DJANGO_SETTINGS_MODULE": "todo_project.settings",
         "EVENTS_BROKER": "embedded",
         "RUN_WORKERS_IN_PROCESS": "0",
@@ -43,24 +42,20 @@ def workers(tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
-
-    def command(*args: str) -> list[str]:
-        return [sys.executable, "manage.py", *args, "--metrics-port", "0"]
-
+    commands = {
+        "relay": ("relay_events",),
+        "audit": ("run_consumer", "audit"),
+        "recurrence": ("run_consumer", "recurrence"),
+    }
     started = {
-        "relay": Worker(
-            "relay", command("relay_events"), env=env, cwd=settings.BASE_DIR, logs=tmp_path
-        ),
-        "audit": Worker(
-            "audit", command("run_consumer", "audit"), env=env, cwd=settings.BASE_DIR, logs=tmp_path
-        ),
-        "recurrence": Worker(
-            "recurrence",
-            command("run_consumer", "recurrence"),
+        name: Worker(
+            name,
+            manage(*args, "--metrics-port", "0"),
             env=env,
             cwd=settings.BASE_DIR,
             logs=tmp_path,
-        ),
+        )
+        for name, args in commands.items()
     }
     for worker in started.values():
         worker.start()

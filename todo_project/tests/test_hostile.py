@@ -693,32 +693,14 @@ async def test_the_socket_refuses_forged_and_stale_tokens_before_any_data(
 @pytest.fixture
 def jwks(settings, rsa_key):
     """A JWKS endpoint on loopback serving ``rsa_key``'s public half; settings point at it."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from jwt.algorithms import RSAAlgorithm
-
-    public = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
-    body = json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256", "use": "sig"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    settings.JWT_JWKS_URL = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
-    settings.JWT_ALGORITHMS = ["RS256"]
     from todo_project.auth import _jwks_client
+    from todo_project.testing import jwks_endpoint
 
-    _jwks_client.cache_clear()
-    yield rsa_key
-    httpd.shutdown()
+    with jwks_endpoint(rsa_key) as url:
+        settings.JWT_JWKS_URL = url
+        settings.JWT_ALGORITHMS = ["RS256"]
+        _jwks_client.cache_clear()
+        yield rsa_key
     _jwks_client.cache_clear()
 
 

@@ -1,9 +1,6 @@
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import jwt
 import pytest
@@ -14,6 +11,7 @@ from django.test import override_settings
 
 from todo_project.auth import AuthError, verify_token
 from todo_project.env import database_from_url
+from todo_project.testing import jwks_endpoint
 
 
 def _run_settings(env_overrides: dict) -> subprocess.CompletedProcess:
@@ -62,30 +60,11 @@ def test_issue_token_prints_a_token_the_api_accepts(capsys):
     assert 7100 < user.claims["exp"] - user.claims["iat"] <= 7200
 
 
-class _JWKSHandler(BaseHTTPRequestHandler):
-    body = b"{}"
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def jwks_server():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
-    _JWKSHandler.body = json.dumps({"keys": [jwk]}).encode()
-    server = HTTPServer(("127.0.0.1", 0), _JWKSHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield key, f"http://127.0.0.1:{server.server_port}/jwks.json"
-    server.shutdown()
+    with jwks_endpoint(key) as url:
+        yield key, url
 
 
 def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(jwks_server):
@@ -97,7 +76,8 @@ def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(j
     with override_settings(JWT_JWKS_URL=url, JWT_ALGORITHMS=["RS256"], JWT_SECRET=""):
         good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
         assert verify_token(good).id == "bob"
-        # HS256 signed with the public key as the secret: the classic confusion attack.
+        # HS256 is refused outright once keys come from a JWKS URL (test_hostile.py signs
+        # with the public key itself: the classic confusion attack).
         with pytest.raises(AuthError):
             verify_token(
                 jwt.encode(

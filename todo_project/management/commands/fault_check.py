@@ -32,7 +32,6 @@ import logging
 import random
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,13 +43,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from todo_project import http_limits
 from todo_project.auth import issue_token
-from todo_project.benchmarks import machine_line, server_env
+from todo_project.benchmarks import (
+    database_on_default_server,
+    machine_line,
+    server_env,
+    uvicorn_command,
+)
 from todo_project.reliability import invariants
 from todo_project.reliability.processes import (
     PrivatePostgres,
     PrivateRedis,
     Worker,
-    database_on_default_server,
     free_port,
     manage,
 )
@@ -192,6 +195,7 @@ class FaultRun:
         self.faults: list[Fault] = []
         self.sockets = {user: SocketLog(user, self.tokens[user]) for user in self.users}
         self.port = free_port()
+        self.consumer_names = (*CONSUMERS, "realtime") if use_redis else CONSUMERS
         targets = ["relay", *(f"consumer-{name}" for name in CONSUMERS), "scheduler", "server"]
         if self.use_redis:
             targets += ["consumer-realtime", "redis"]
@@ -231,19 +235,14 @@ class FaultRun:
         return env
 
     def _workers(self, env: dict[str, str]) -> None:
-        server = [
-            sys.executable, "-m", "uvicorn", "todo_project.asgi:application",
-            "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on",
-            "--no-access-log", "--log-level", "warning", "--http", http_limits.PROTOCOL,
-        ]  # fmt: skip
         commands = {
-            "server": server,
+            "server": uvicorn_command(self.port, "--http", http_limits.PROTOCOL),
             "relay": manage("relay_events", "--metrics-port", "0"),
             "scheduler": manage(
                 "run_reminder_scheduler", "--metrics-port", "0", "--max-sleep", "1"
             ),
         }
-        for name in CONSUMERS + (("realtime",) if self.use_redis else ()):
+        for name in self.consumer_names:
             commands[f"consumer-{name}"] = manage("run_consumer", name, "--metrics-port", "0")
         for name, argv in commands.items():
             self.workers[name] = Worker(name, argv, env=env, cwd=self.base, logs=self.logs).start()
@@ -275,11 +274,10 @@ class FaultRun:
         self._workers(env)
         idle = asyncio.run(self._main(conninfo))
         with psycopg.connect(conninfo) as conn, conn.cursor() as cursor:
-            names = (*CONSUMERS, "realtime") if self.use_redis else CONSUMERS
             report = invariants.check(
                 cursor,
                 user_prefix=USER_PREFIX,
-                consumers=invariants.ConsumerSpec.registered(*names),
+                consumers=invariants.ConsumerSpec.registered(*self.consumer_names),
                 ledger=self.ledger,
             )
             socket_checks = self._socket_checks(cursor) if self.use_redis else []
@@ -536,14 +534,7 @@ class FaultRun:
         )
 
     def _socket_checks(self, cursor) -> list[tuple[str, int, str]]:
-        cursor.execute(
-            "SELECT user_id, sequence, event_id::text FROM events_outboxevent "
-            "WHERE user_id LIKE %s",
-            [USER_PREFIX + "%"],
-        )
-        truth: dict[str, dict[int, str]] = {}
-        for user, sequence, event_id in cursor.fetchall():
-            truth.setdefault(user, {})[sequence] = event_id
+        truth = invariants.user_logs(cursor, USER_PREFIX)
         checks = []
         missing = foreign = 0
         total = 0
@@ -576,8 +567,7 @@ class FaultRun:
     def _wait_idle(self, conninfo: str) -> bool:
         """Nothing unsent, every consumer at the end of its topic, no reminder overdue; twice
         in a row, a second apart."""
-        names = (*CONSUMERS, "realtime") if self.use_redis else CONSUMERS
-        specs = invariants.ConsumerSpec.registered(*names)
+        specs = invariants.ConsumerSpec.registered(*self.consumer_names)
         deadline = time.monotonic() + self.settle
         quiet = 0
         while time.monotonic() < deadline:

@@ -30,7 +30,6 @@ import os
 import random
 import resource
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -45,13 +44,15 @@ from todo_project import benchmarks, http_limits
 from todo_project.auth import issue_token
 from todo_project.benchmarks import (
     bench_server,
+    database_on_default_server,
     fmt,
     machine_line,
     p50_p95,
     server_env,
 )
+from todo_project.reliability import invariants
 from todo_project.reliability import report as reliability_report
-from todo_project.reliability.processes import database_on_default_server
+from todo_project.reliability.processes import manage
 
 BENCH_DB = "todo_bench_load"
 OPERATIONS = ("list", "search", "create", "update", "complete")
@@ -130,10 +131,10 @@ class Command(BaseCommand):
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self._raise_file_limit(users)
         url, conninfo = database_on_default_server(BENCH_DB)
-        env = self._env(url)
+        env = server_env(url, RUN_WORKERS_IN_PROCESS="1")
         self.stdout.write(f"migrating {BENCH_DB} ...")
         subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+            manage("migrate", "--verbosity", "0"),
             env=env,
             cwd=settings.BASE_DIR,
             check=True,
@@ -174,10 +175,6 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"ulimit -n allows {hard} open files; {users} users need {need}."
                 )
-
-    @staticmethod
-    def _env(url: str) -> dict[str, str]:
-        return server_env(url, RUN_WORKERS_IN_PROCESS="1")
 
 
 class LoadRun:
@@ -240,8 +237,7 @@ class LoadRun:
             self.unconnected = sum(1 for user in self.users if user.connects == 0)
             self.say(f" {self.connect_seconds:.1f} s\nseeding {self.seed_tasks} tasks per user ...")
             began = time.monotonic()
-            gate = asyncio.Semaphore(HTTP_POOL)
-            await asyncio.gather(*(self._seed(http, user, gate) for user in self.users))
+            await asyncio.gather(*(self._seed(http, user) for user in self.users))
             self.say(f" {time.monotonic() - began:.1f} s\n")
             self.say(f"load: {self.duration:g} s, think time {self.think:g} s ...\n")
             began = time.monotonic()
@@ -376,10 +372,9 @@ class LoadRun:
             user.tasks[task["id"]] = False
             user.acked.append((task["id"], task["version"]))
 
-    async def _seed(self, http, user: User, gate: asyncio.Semaphore) -> None:
+    async def _seed(self, http, user: User) -> None:
         for _ in range(self.seed_tasks):
-            async with gate:
-                await self._create(http, user, op="seed")
+            await self._create(http, user, op="seed")
 
     async def _behave(self, http, user: User, deadline: float) -> None:
         rng = user.rng
@@ -424,17 +419,9 @@ class LoadRun:
     # --- delivery ---------------------------------------------------------------------------
 
     def _read_truth(self) -> dict[str, dict[int, str]]:
-        prefix = self.users[0].id.rsplit("-", 1)[0] + "-%"
-        with psycopg.connect(self.conninfo) as conn:
-            rows = conn.execute(
-                "SELECT user_id, sequence, event_id::text FROM events_outboxevent "
-                "WHERE user_id LIKE %s",
-                [prefix],
-            ).fetchall()
-        truth: dict[str, dict[int, str]] = defaultdict(dict)
-        for user_id, sequence, event_id in rows:
-            truth[user_id][sequence] = event_id
-        return truth
+        prefix = self.users[0].id.rsplit("-", 1)[0] + "-"
+        with psycopg.connect(self.conninfo) as conn, conn.cursor() as cursor:
+            return invariants.user_logs(cursor, prefix)
 
     async def _settle(self) -> None:
         """Wait until every user's socket has caught up with that user's log (bounded)."""
@@ -473,15 +460,38 @@ class LoadRun:
 
     # --- report -----------------------------------------------------------------------------
 
+    @property
+    def total_requests(self) -> int:
+        return sum(self.stats.requests[op] for op in OPERATIONS)
+
+    @property
+    def error_rate(self) -> float:
+        errors = sum(self.stats.errors[op] for op in OPERATIONS)
+        return 100 * errors / self.total_requests if self.total_requests else 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.total_requests / self.load_seconds if self.load_seconds else float("nan")
+
+    @property
+    def per_request(self) -> float:
+        """Server CPU milliseconds per request."""
+        if not self.total_requests:
+            return float("nan")
+        return 1000 * self.server_cpu / self.total_requests
+
+    @property
+    def capacity(self) -> float:
+        """Requests per second one server process on a core of its own would serve."""
+        per_request = self.per_request
+        return 1000 / per_request if per_request == per_request and per_request else float("nan")
+
     def markdown(self) -> str:
         rows = []
-        total_requests = total_errors = 0
         for op in OPERATIONS:
             samples = self.stats.latency[op]
             errors = self.stats.errors[op]
             requests = self.stats.requests[op]
-            total_requests += requests
-            total_errors += errors
             p50, p95 = p50_p95(samples)
             f50, f95 = p50_p95(self.stats.in_flight[op])
             rate = 100 * errors / requests if requests else 0.0
@@ -498,17 +508,9 @@ class LoadRun:
         for user in self.users:
             codes.update(user.closed_codes)
         kinds = ", ".join(f"{kind} x{n}" for kind, n in self.stats.error_kinds.most_common(6))
-        rate = total_requests / self.load_seconds if self.load_seconds else float("nan")
         verdict = "held" if not self.problems() else "BROKEN: " + "; ".join(self.problems())
         users = len(self.users)
-        self.error_rate = 100 * total_errors / total_requests if total_requests else 0.0
-        self.throughput = rate
         offered = users / self.think
-        per_request = 1000 * self.server_cpu / total_requests if total_requests else float("nan")
-        self.per_request = per_request
-        capacity = (
-            1000 / per_request if per_request == per_request and per_request else float("nan")
-        )
         return f"""## Load: {users:,} concurrent users, each with an open WebSocket
 
 `python manage.py loadtest --users {users} --duration {self.duration:g} --think {self.think:g}`
@@ -523,11 +525,11 @@ request leaving the pool to its answer (server time plus loopback). The query ba
 `ILIKE '%word%'` with only a user index) is the `queries` section of this report.
 
 {users:,} sockets opened in {self.connect_seconds:.1f} s; {self.seed_tasks} tasks per user
-created first (not timed); then {total_requests:,} requests in {self.load_seconds:.0f} s
-({fmt(rate)}/s); error rate {self.error_rate:.2f} %{f" ({kinds})" if kinds else ""}.
-The server process used {self.server_cpu:.1f} CPU s in that time ({fmt(per_request)} ms per
+created first (not timed); then {self.total_requests:,} requests in {self.load_seconds:.0f} s
+({fmt(self.throughput)}/s); error rate {self.error_rate:.2f} %{f" ({kinds})" if kinds else ""}.
+The server process used {self.server_cpu:.1f} CPU s in that time ({fmt(self.per_request)} ms per
 request, the in-process workers and {users:,} sockets' upkeep included), so one server process on a
-core of its own would serve about {fmt(capacity)} requests/s of this mix; the client used
+core of its own would serve about {fmt(self.capacity)} requests/s of this mix; the client used
 {self.client_cpu:.1f} CPU s.
 
 | operation | requests | errors | p50 ms | p95 ms | in flight p50 ms | in flight p95 ms |
@@ -558,5 +560,5 @@ simulated users, each with an open WebSocket, {fmt(self.throughput)} REST reques
 {self.load_seconds:.0f} s; error rate {self.error_rate:.2f} %; p95 ms per operation (waiting for
 a connection included): {per_op}; commit to frame p50 {fmt(c50)} / p95 {fmt(c95)} ms;
 delivery: **{verdict}**. The server process spent {fmt(self.per_request)} ms of CPU per request
-(about {fmt(1000 / self.per_request if self.per_request else float("nan"))} requests/s per
+(about {fmt(self.capacity)} requests/s per
 server process on a core of its own). Details: `docs/performance.md`, section "Load"."""
