@@ -92,23 +92,13 @@ _watches: dict[asyncio.AbstractEventLoop, _Watch] = {}
 
 
 def _watch() -> _Watch:
-    loop = asyncio.get_running_loop()
-    watch = _watches.get(loop)
-    if watch is None:
-        for stale in [known for known in _watches if known.is_closed()]:
-            del _watches[stale]
-        watch = _watches[loop] = _Watch()
-    return watch
+    return delivery.per_loop(_watches, asyncio.get_running_loop(), _Watch)
 
 
 def _group_slot() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    slot = _group_slots.get(loop)
-    if slot is None:
-        for stale in [known for known in _group_slots if known.is_closed()]:
-            del _group_slots[stale]
-        slot = _group_slots[loop] = asyncio.Semaphore(MAX_GROUP_OPERATIONS)
-    return slot
+    return delivery.per_loop(
+        _group_slots, asyncio.get_running_loop(), lambda: asyncio.Semaphore(MAX_GROUP_OPERATIONS)
+    )
 
 
 class TaskUpdatesConsumer(AsyncWebsocketConsumer):
@@ -420,11 +410,7 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         does not read; it runs in its own task so nothing else waits with it."""
         if self._closing:
             return
-        self._closing = True
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
+        self._stop()
         await self._leave_group()
         if code == CloseCode.TOO_SLOW:
             logger.info("closing a socket that does not keep up", extra={"user_id": self.user.id})
@@ -444,7 +430,8 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
                 logger.warning("leaving a channel-layer group failed", exc_info=True)
             WEBSOCKET_CONNECTIONS.dec()
 
-    async def websocket_disconnect(self, message):
+    def _stop(self) -> None:
+        """Mark the socket closing and stop its timer and tasks (except the calling one)."""
         self._closing = True
         if self._expiry_handle is not None:
             self._expiry_handle.cancel()
@@ -452,6 +439,9 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         for task in self._tasks:
             if task is not current:
                 task.cancel()
+
+    async def websocket_disconnect(self, message):
+        self._stop()
         await self._leave_group()
         raise StopConsumer()
 

@@ -127,14 +127,21 @@ _senders: dict[asyncio.AbstractEventLoop, Sender] = {}
 _senders_lock = threading.Lock()
 
 
+def per_loop(registry: dict, loop: asyncio.AbstractEventLoop, factory):
+    """``registry``'s object for ``loop``, made by ``factory`` the first time. Objects tied to a
+    loop cannot be shared between loops (each test runs its own); those of closed loops are
+    dropped here."""
+    found = registry.get(loop)
+    if found is None:
+        for stale in [known for known in registry if known.is_closed()]:
+            del registry[stale]
+        found = registry[loop] = factory()
+    return found
+
+
 def _sender(loop: asyncio.AbstractEventLoop) -> Sender:
     with _senders_lock:
-        sender = _senders.get(loop)
-        if sender is None:
-            for stale in [known for known in _senders if known.is_closed()]:
-                del _senders[stale]
-            sender = _senders[loop] = Sender(loop)
-        return sender
+        return per_loop(_senders, loop, lambda: Sender(loop))
 
 
 def _private() -> asyncio.AbstractEventLoop:
@@ -157,11 +164,6 @@ def flush(timeout: float = 5.0) -> bool:
     with _senders_lock:
         senders = list(_senders.values())
     return all(sender.wait_idle(max(0.0, deadline - time.monotonic())) for sender in senders)
-
-
-def group_send(group: str, message: dict) -> bool:
-    """Hand ``message`` for ``group`` over for sending; see ``group_send_many``."""
-    return group_send_many([(group, message)])
 
 
 def group_send_many(batch: list[tuple[str, dict]]) -> bool:

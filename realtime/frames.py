@@ -28,10 +28,6 @@ class CloseCode(IntEnum):
     POLICY = 4429  # too many invalid frames or too many messages from the client
 
 
-# Close codes after which reconnecting with the same token cannot succeed.
-FATAL_CLOSE_CODES = frozenset({CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN, CloseCode.NOT_FOUND})
-
-
 def dumps(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 

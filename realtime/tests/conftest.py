@@ -136,36 +136,27 @@ async def in_thread(function, *args, **kwargs):
     return await asyncio.to_thread(_closing, function, *args, **kwargs)
 
 
-async def drain(*consumers: str) -> None:
-    """Run the events framework's consumers over everything committed so far, off the loop
-    (the realtime handler blocks until the loop delivered its message)."""
-    await in_thread(_drain_sync, list(consumers) or None)
+async def drain() -> None:
+    """Run every consumer of the events framework over everything committed so far, off the
+    loop: publish the committed outbox rows to the embedded log, then let each consumer's runner
+    read the log to its end. The realtime handler only hands its messages to the sockets' loop;
+    read them with a timeout."""
+    await in_thread(_drain_sync)
 
 
-def _drain_sync(names):
-    """``events.testing.drain`` when the events app provides it; otherwise the same by hand with
-    the events app's own pieces: publish every committed outbox row to the embedded log, then
-    let each consumer's runner read the log to its end."""
-    try:
-        from events.testing import drain as events_drain
-    except ImportError:
-        events_drain = None
-    if events_drain is not None:
-        events_drain(names)
-        return
-    from events.brokers import get_broker
+def _drain_sync():
+    from events.brokers.embedded import EmbeddedBroker
     from events.consumers import all_consumers
     from events.relay import relay_once
     from events.runners import EmbeddedConsumerRunner
 
-    broker = get_broker("embedded")
+    broker = EmbeddedBroker()
     while relay_once(broker).published:
         pass
     for consumer in all_consumers():
-        if names is None or consumer.name in names:
-            runner = EmbeddedConsumerRunner(consumer)
-            while runner.poll():
-                pass
+        runner = EmbeddedConsumerRunner(consumer)
+        while runner.poll():
+            pass
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,8 @@ def test_the_board_is_served_at_the_root_with_a_strict_policy(client):
 
 
 def test_the_board_only_answers_get(client):
-    assert client.post("/").status_code in {403, 405}
+    # The test client skips the CSRF check, so this is the view's own answer.
+    assert client.post("/").status_code == 405
 
 
 @pytest.mark.parametrize(

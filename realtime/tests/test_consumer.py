@@ -1,6 +1,6 @@
 """The task socket: handshake and auth, per-user groups, live frames, resume and resync, and
 what it does with clients that misbehave. Events come from real task changes through the
-events framework (``events.testing.drain``)."""
+events framework (``realtime.tests.conftest.drain``)."""
 
 from __future__ import annotations
 
@@ -275,7 +275,7 @@ async def test_without_a_socket_loop_in_this_process_the_in_memory_layer_sends_n
     # No server loop bound and an in-memory layer: no socket here could receive it.
     assert delivery.server_loop() is None
     sent = await asyncio.to_thread(
-        delivery.group_send, "user.x", fanout.layer_message(parse_envelope(row.envelope))
+        delivery.group_send_many, [("user.x", fanout.layer_message(parse_envelope(row.envelope)))]
     )
     assert sent is False
 

@@ -22,7 +22,7 @@ from realtime import delivery, fanout
 from realtime.tests.conftest import connect_user, in_thread
 from tasks import services
 from todo_project.auth import issue_token
-from todo_project.benchmarks import database_url, free_port
+from todo_project.benchmarks import database_url, free_port, uvicorn_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,7 +74,7 @@ async def test_a_process_without_sockets_delivers_through_redis(
 def _spawn(command: list[str], env: dict) -> subprocess.Popen:
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the test stops the process)
     process = subprocess.Popen(
-        [sys.executable, *command],
+        command,
         env=env,
         cwd=django_settings.BASE_DIR,
         stdout=log,
@@ -118,11 +118,10 @@ def test_two_web_processes_and_a_consumer_process_share_events_through_redis(
         "LOG_LEVEL": "WARNING",
     }
     ports = [free_port(), free_port()]
-    web = ["-m", "uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1"]
-    web_options = ["--lifespan", "on", "--no-access-log", "--log-level", "warning"]
-    processes = [_spawn([*web, "--port", str(port), *web_options], env) for port in ports]
-    processes.append(_spawn(["manage.py", "relay_events", "--metrics-port", "0"], env))
-    processes.append(_spawn(["manage.py", "run_consumer", "realtime", "--metrics-port", "0"], env))
+    manage = [sys.executable, "manage.py"]
+    processes = [_spawn(uvicorn_command(port), env) for port in ports]
+    processes.append(_spawn([*manage, "relay_events", "--metrics-port", "0"], env))
+    processes.append(_spawn([*manage, "run_consumer", "realtime", "--metrics-port", "0"], env))
     token = issue_token(user_id)
     try:
         for port in ports:

@@ -45,6 +45,7 @@ from todo_project.benchmarks import (
     machine_line,
     p50_p95,
     server_env,
+    uvicorn_command,
     write_section,
 )
 
@@ -172,10 +173,7 @@ class Command(BaseCommand):
             resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
         manage = [sys.executable, "manage.py"]
-        commands = [
-            [sys.executable, "-m", "uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
-        ]  # fmt: skip
+        commands = [uvicorn_command(port)]
         if layer.startswith("redis"):
             commands.append([*manage, "relay_events", "--metrics-port", "0"])
             commands.append([*manage, "run_consumer", "realtime", "--metrics-port", "0"])
