@@ -44,6 +44,7 @@ DESCRIPTION_MAX_LENGTH = 2000
 MAX_TAGS = 20
 TAG_MAX_LENGTH = 50
 USER_ID_MAX_LENGTH = 128
+RECURRENCE_MAX_LENGTH = 500
 
 
 _LEXICON_FUNC = """
@@ -69,7 +70,7 @@ class Task(models.Model):
     remind_at = models.DateTimeField(null=True, blank=True)
     # Recurrence: the canonical rule text ("none", "daily", "FREQ=WEEKLY;BYDAY=MO,TH", ...), the
     # series every instance shares, the series' first due time and this instance's index in it.
-    recurrence_rule = models.CharField(max_length=500, default="none")
+    recurrence_rule = models.CharField(max_length=RECURRENCE_MAX_LENGTH, default="none")
     series_id = models.UUIDField(null=True, blank=True)
     series_anchor = models.DateTimeField(null=True, blank=True)
     series_index = models.PositiveIntegerField(default=0)

@@ -30,6 +30,7 @@ from tasks.validation import (
     clean_timezone,
     clean_title,
     recurrence_text,
+    require_due_for_recurrence,
 )
 from tasks.write_guard import allow_task_writes
 
@@ -62,13 +63,6 @@ def _check_reminder_not_past(
     raise TaskValidationError(
         "The reminder time is already in the past.", field="reminder_time", code="in_past"
     )
-
-
-def _require_due_for_recurrence(rule_text: str, due_at: datetime | None) -> None:
-    if rule_text != "none" and due_at is None:
-        raise TaskValidationError(
-            "A recurring task needs a due date.", field="due_date", code="due_date_required"
-        )
 
 
 def _locked_task(*, user_id: str, task_id: int) -> Task:
@@ -108,7 +102,7 @@ def task_create(
     offset, remind_at = clean_reminder(reminder_time, due_at=due_at, tz_name=tz_name)
     rule = clean_recurrence(recurrence_pattern)
     rule_text = recurrence_text(rule)
-    _require_due_for_recurrence(rule_text, due_at)
+    require_due_for_recurrence(rule_text, due_at)
     now = timezone.now()
     if check_reminder_in_past:
         _check_reminder_not_past(remind_at=remind_at, due_at=due_at, now=now)
@@ -277,7 +271,7 @@ def _apply_changes(task: Task, changes: dict[str, Any], *, now: datetime) -> Non
     elif due_changed and task.series_id is not None and task.series_index == 0:
         # Moving the first instance moves the series.
         task.series_anchor = task.due_at
-    _require_due_for_recurrence(task.recurrence_rule, task.due_at)
+    require_due_for_recurrence(task.recurrence_rule, task.due_at)
     if "completed" in changes:
         value = changes["completed"]
         if not isinstance(value, bool):

@@ -18,6 +18,7 @@ from tasks.errors import TaskValidationError
 from tasks.models import (
     DESCRIPTION_MAX_LENGTH,
     MAX_TAGS,
+    RECURRENCE_MAX_LENGTH,
     TAG_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     Priority,
@@ -199,7 +200,7 @@ def clean_reminder(
 
 
 def clean_recurrence(value: object) -> Rule | None:
-    if isinstance(value, str) and len(value) > 500:
+    if isinstance(value, str) and len(value) > RECURRENCE_MAX_LENGTH:
         raise TaskValidationError(
             "Recurrence rule is too long.", field="recurrence_pattern", code="max_length"
         )
@@ -211,6 +212,13 @@ def clean_recurrence(value: object) -> Rule | None:
 
 def recurrence_text(rule: Rule | None) -> str:
     return rule_to_text(rule)
+
+
+def require_due_for_recurrence(rule_text: str, due_at: datetime | None) -> None:
+    if rule_text != "none" and due_at is None:
+        raise TaskValidationError(
+            "A recurring task needs a due date.", field="due_date", code="due_date_required"
+        )
 
 
 def format_offset(offset: timedelta) -> str:
@@ -234,7 +242,4 @@ def check_fields(fields: dict) -> None:
     due_at = clean_due(fields.get("due_date"), tz_name=tz_name)
     clean_reminder(fields.get("reminder_time"), due_at=due_at, tz_name=tz_name)
     rule = clean_recurrence(fields.get("recurrence_pattern"))
-    if rule is not None and due_at is None:
-        raise TaskValidationError(
-            "A recurring task needs a due date.", field="due_date", code="due_date_required"
-        )
+    require_due_for_recurrence(recurrence_text(rule), due_at)

@@ -2,21 +2,26 @@
 
 Hand-written rather than a DRF serializer per request: a serializer deep-copies its fields on
 every instantiation, which cost more than the database query on the hot list path. The
-serializer in ``serializers.TaskListQuerySerializer`` still documents the same parameters for
-the OpenAPI schema; ``tests/test_api_params.py`` keeps the two in step.
+serializer in ``serializers.TaskListQuerySerializer`` still documents the parameters for the
+OpenAPI schema; the parameter names are read from it once, and both take their choices and
+bounds from the same constants in ``tasks.selectors``.
 """
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 
+from tasks.api.serializers import TaskListQuerySerializer
 from tasks.errors import TaskValidationError
 from tasks.models import MAX_TAGS, TAG_MAX_LENGTH, Priority
 from tasks.selectors import (
     DEFAULT_LIMIT,
     DUE_WINDOWS,
     MAX_LIMIT,
+    MAX_OFFSET,
     MAX_QUERY_LENGTH,
     ORDERINGS,
     STATUSES,
@@ -24,28 +29,22 @@ from tasks.selectors import (
 )
 from tasks.validation import clean_timezone
 
-LIST_PARAMETERS = frozenset(
-    {
-        "q",
-        "status",
-        "priority",
-        "tags",
-        "tags_mode",
-        "due_before",
-        "due_after",
-        "due",
-        "timezone",
-        "ordering",
-        "limit",
-        "offset",
-    }
-)
+LIST_PARAMETERS = frozenset(TaskListQuerySerializer().fields)
 _PRIORITIES = frozenset(Priority.labels_list())
 _ORDERINGS = frozenset([*ORDERINGS, *(f"-{name}" for name in ORDERINGS)])
 
 
 def _invalid(field: str, code: str, message: str) -> TaskValidationError:
     return TaskValidationError(message, field=field, code=code)
+
+
+def reject_unknown(data, allowed, *, kind: str) -> None:
+    """Refuse the first name in ``data`` (a body or a query string) that is not ``allowed``."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise _invalid(
+            unknown[0], f"unknown_{kind.replace(' ', '_')}", f"Unknown {kind}: {unknown[0]}."
+        )
 
 
 def _single(params: QueryDict, name: str) -> str | None:
@@ -108,16 +107,12 @@ def _datetime(params: QueryDict, name: str, tz_name: str):
     if parsed is None:
         raise _invalid(name, "invalid_datetime", f"{name} must be an ISO 8601 date-time.")
     if parsed.tzinfo is None:
-        from zoneinfo import ZoneInfo
-
         parsed = parsed.replace(tzinfo=ZoneInfo(tz_name))
     return parsed
 
 
 def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
-    unknown = sorted(set(params) - LIST_PARAMETERS)
-    if unknown:
-        raise _invalid(unknown[0], "unknown_parameter", f"Unknown parameter: {unknown[0]}.")
+    reject_unknown(params, LIST_PARAMETERS, kind="parameter")
     q = (_single(params, "q") or "").strip()
     if len(q) > MAX_QUERY_LENGTH:
         raise _invalid(
@@ -146,11 +141,8 @@ def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
     tz_name = _single(params, "timezone")
     if tz_name == "":
         raise _invalid("timezone", "invalid_timezone", "timezone may not be empty.")
-    tz_name = tz_name or "UTC"
-    try:
-        tz_name = clean_timezone(tz_name)
-    except TaskValidationError as exc:
-        raise _invalid("timezone", exc.code, exc.message) from None
+    # clean_timezone names the field and code itself; None (not given) is UTC.
+    tz_name = clean_timezone(tz_name)
     filters = TaskFilters(
         q=q,
         status=_choice(params, "status", STATUSES, "all"),
@@ -164,5 +156,5 @@ def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
         ordering=tuple(ordering),
     )
     limit = _integer(params, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
-    offset = _integer(params, "offset", default=0, low=0, high=1_000_000)
+    offset = _integer(params, "offset", default=0, low=0, high=MAX_OFFSET)
     return filters, limit, offset

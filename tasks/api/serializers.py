@@ -14,11 +14,20 @@ from rest_framework import serializers
 from tasks.models import (
     DESCRIPTION_MAX_LENGTH,
     MAX_TAGS,
+    RECURRENCE_MAX_LENGTH,
     TAG_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     Priority,
 )
-from tasks.selectors import DUE_WINDOWS, MAX_LIMIT, MAX_QUERY_LENGTH, ORDERINGS, STATUSES
+from tasks.selectors import (
+    DEFAULT_LIMIT,
+    DUE_WINDOWS,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_QUERY_LENGTH,
+    ORDERINGS,
+    STATUSES,
+)
 
 
 @extend_schema_field(
@@ -63,7 +72,7 @@ class ReminderText(serializers.CharField):
         "oneOf": [
             {
                 "type": "string",
-                "maxLength": 500,
+                "maxLength": RECURRENCE_MAX_LENGTH,
                 "description": "`none`, `daily`, `weekly`, `monthly`, `yearly`, a phrase such as "
                 "`every 2 weeks`, or an RRULE such as `FREQ=MONTHLY;BYDAY=-1FR`.",
             },
@@ -191,6 +200,8 @@ class MultiValueField(serializers.ListField):
 
 
 class TaskListQuerySerializer(serializers.Serializer):
+    """The list parameters for the OpenAPI schema; ``tasks.api.params`` parses requests."""
+
     q = serializers.CharField(
         max_length=MAX_QUERY_LENGTH, required=False, allow_blank=True, trim_whitespace=True
     )
@@ -211,20 +222,7 @@ class TaskListQuerySerializer(serializers.Serializer):
         required=False,
         max_length=4,
     )
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False, default=50)
-    offset = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False, default=0)
-
-    def validate_q(self, value: str) -> str:
-        if "\x00" in value:
-            raise serializers.ValidationError(
-                "Search text may not contain NUL characters.", code="invalid"
-            )
-        return value
-
-    def validate_tags(self, value: list[str]) -> list[str]:
-        for tag in value:
-            if "\x00" in tag:
-                raise serializers.ValidationError(
-                    "Tags may not contain NUL characters.", code="invalid"
-                )
-        return value
+    limit = serializers.IntegerField(
+        min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT
+    )
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False, default=0)

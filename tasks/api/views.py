@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tasks import selectors, services
-from tasks.api.params import parse_list_params
+from tasks.api.params import parse_list_params, reject_unknown
 from tasks.api.serializers import (
     TaskListQuerySerializer,
     TaskPageSerializer,
@@ -39,16 +39,6 @@ IF_MATCH_PARAMETER = OpenApiParameter(
     required=False,
     description='Expected version as an ETag, e.g. `"3"`. A stale one answers 409.',
 )
-
-
-def _reject_unknown(data, allowed: set[str], *, kind: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise TaskValidationError(
-            f"Unknown {kind}: {unknown[0]}.",
-            field=unknown[0],
-            code=f"unknown_{kind.replace(' ', '_')}",
-        )
 
 
 def _expected_version(request: Request, body_version: int | None) -> int | None:
@@ -81,7 +71,7 @@ def _validated_body(request: Request, serializer_class) -> dict:
             "The body must be a JSON object.", field=None, code="invalid_body"
         )
     # Strict: a read-only field (id, created_at, ...) or a misspelt one is an error, not ignored.
-    _reject_unknown(request.data, WRITE_FIELDS, kind="field")
+    reject_unknown(request.data, WRITE_FIELDS, kind="field")
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return {k: v for k, v in serializer.validated_data.items() if k in WRITE_FIELDS}
@@ -199,7 +189,7 @@ class TaskDetailView(APIView):
         responses={204: None, **ERROR_RESPONSES},
     )
     def delete(self, request: Request, task_id: int) -> Response:
-        _reject_unknown(request.query_params, {"stop_series"}, kind="parameter")
+        reject_unknown(request.query_params, {"stop_series"}, kind="parameter")
         raw = request.query_params.get("stop_series", "false").lower()
         if raw not in {"true", "false", "1", "0"}:
             raise TaskValidationError(

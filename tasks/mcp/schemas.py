@@ -12,21 +12,21 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from typing_extensions import TypedDict
 
+from tasks import models
 from tasks.models import (
     DESCRIPTION_MAX_LENGTH,
     MAX_TAGS,
+    RECURRENCE_MAX_LENGTH,
     TAG_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     USER_ID_MAX_LENGTH,
 )
-from tasks.selectors import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY_LENGTH
+from tasks.selectors import MAX_LIMIT, MAX_OFFSET, MAX_QUERY_LENGTH
 
-RECURRENCE_MAX_LENGTH = 500
 TEXT_VALUE_MAX_LENGTH = 64  # dates, reminders, time zones
 MAX_TASK_ID = 2**63 - 1
-MAX_OFFSET = 1_000_000
 
-PRIORITIES = ("low", "medium", "high", "urgent")
+PRIORITIES = tuple(models.Priority.labels_list())
 # Phase III statuses first; ``complete``/``incomplete`` are accepted synonyms.
 LIST_STATUSES = ("all", "pending", "completed", "complete", "incomplete")
 STATUS_SYNONYMS = {"complete": "completed", "incomplete": "pending"}
@@ -155,8 +155,6 @@ SortOrder = Annotated[
 ]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")]
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Tasks to skip (paging).")]
-
-DEFAULT_PAGE_SIZE = DEFAULT_LIMIT
 
 
 class TaskData(TypedDict):

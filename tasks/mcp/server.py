@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from functools import partial
 from importlib import metadata
 from typing import Annotated, Any, TypeVar
 
@@ -33,7 +34,6 @@ from tasks.errors import TaskError, TaskNotFound
 from tasks.mcp.auth import RESOURCE_PATH, current_user
 from tasks.mcp.ratelimit import RateLimited, consume
 from tasks.mcp.schemas import (
-    DEFAULT_PAGE_SIZE,
     STATUS_SYNONYMS,
     AddTaskResult,
     CompleteTaskResult,
@@ -151,6 +151,12 @@ def _summary(task: dict) -> str:
     if task["tags"]:
         parts.append("tags " + ", ".join(task["tags"]))
     return " · ".join(parts)
+
+
+def _brief(task: dict, *, status: str, verb: str) -> CallToolResult:
+    """The short answer of a tool whose result is the task's id, a status and its title."""
+    data = {"task_id": task["id"], "status": status, "title": task["title"]}
+    return _result(data, f"{verb} task #{task['id']} {task['title']}.")
 
 
 # --- running a call -----------------------------------------------------------------------
@@ -276,7 +282,7 @@ async def list_tasks(
     due_date_filter: DueDateFilter = None,
     sort_by: SortBy = None,
     sort_order: SortOrder = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
+    limit: Limit = selectors.DEFAULT_LIMIT,
     offset: Offset = 0,
     timezone: TimeZone = None,
 ) -> Annotated[CallToolResult, ListTasksResult]:
@@ -332,10 +338,7 @@ async def complete_task(
     def work(owner: str) -> dict:
         return task_to_dict(services.task_complete(user_id=owner, task_id=task_id))
 
-    def present(task: dict) -> CallToolResult:
-        data = {"task_id": task["id"], "status": "completed", "title": task["title"]}
-        return _result(data, f"Completed task #{task['id']} {task['title']}.")
-
+    present = partial(_brief, status="completed", verb="Completed")
     return await _serve(
         budget="task_write", user_id=user_id, work=work, present=present, task_id=task_id
     )
@@ -349,10 +352,7 @@ async def delete_task(
     def work(owner: str) -> dict:
         return services.task_delete(user_id=owner, task_id=task_id)
 
-    def present(task: dict) -> CallToolResult:
-        data = {"task_id": task["id"], "status": "deleted", "title": task["title"]}
-        return _result(data, f"Deleted task #{task['id']} {task['title']}.")
-
+    present = partial(_brief, status="deleted", verb="Deleted")
     return await _serve(
         budget="task_write", user_id=user_id, work=work, present=present, task_id=task_id
     )

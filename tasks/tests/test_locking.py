@@ -39,6 +39,6 @@ def test_lock_users_takes_every_users_lock_once_sorted_until_commit():
     assert not any(_held_elsewhere(user) for user in ("a", "b", "c"))
 
 
-def test_no_users_is_no_query():
-    with transaction.atomic():
+def test_no_users_is_no_query(django_assert_num_queries):
+    with transaction.atomic(), django_assert_num_queries(0):
         assert lock_users([]) == []
