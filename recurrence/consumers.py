@@ -9,8 +9,6 @@ or by two consumers at once, gives one next instance.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from events.consumers import register_consumer
 from events.topics import TASK_EVENTS
 from recurrence import services
@@ -19,26 +17,17 @@ TASK_COMPLETED = "task.completed"
 TASK_DELETED = "task.deleted"
 
 
-def _payload(envelope) -> dict:
-    payload = envelope.payload
-    if isinstance(payload, BaseModel):
-        return payload.model_dump(mode="json")
-    return dict(payload)
-
-
 @register_consumer("recurrence", topic=TASK_EVENTS, event_types={TASK_COMPLETED, TASK_DELETED})
 def handle_task_event(envelope) -> None:
-    payload = _payload(envelope)
-    snapshot = payload.get("task_data") or {}
+    # The framework hands over validated envelopes: ``task_data`` is always there and its id
+    # is ``task_id``.
+    payload = envelope.payload
+    snapshot = payload.task_data
     if envelope.event_type == TASK_COMPLETED:
-        services.series_create_next(user_id=envelope.user_id, snapshot=snapshot)
-    elif (
-        envelope.event_type == TASK_DELETED
-        and payload.get("stop_series")
-        and snapshot.get("series_id")
-    ):
+        services.series_create_next(
+            user_id=envelope.user_id, snapshot=snapshot.model_dump(mode="json")
+        )
+    elif envelope.event_type == TASK_DELETED and payload.stop_series and snapshot.series_id:
         services.series_stop(
-            user_id=envelope.user_id,
-            series_id=snapshot["series_id"],
-            task_id=payload.get("task_id") or snapshot.get("id"),
+            user_id=envelope.user_id, series_id=snapshot.series_id, task_id=payload.task_id
         )

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from events import topics
-from events.schemas import Envelope, TaskPayload, UtcDatetime
+from events.schemas import REMINDER_TOPICS, Envelope, TaskPayload, UtcDatetime
 
 REMINDER_SCHEDULED = "reminder.scheduled"
 REMINDER_CANCELLED = "reminder.cancelled"
@@ -23,7 +23,6 @@ NOTIFICATION_CREATED = "notification.created"
 NOTIFICATION_READ = "notification.read"
 NOTIFICATION_DISMISSED = "notification.dismissed"
 
-REMINDER_TOPICS = (topics.REMINDERS, topics.TASK_UPDATES)
 NOTIFICATION_TOPICS = (topics.TASK_UPDATES,)
 
 

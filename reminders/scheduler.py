@@ -32,7 +32,6 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from reminders import selectors, services
-from reminders.models import Reminder, ReminderState
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +128,7 @@ class ReminderScheduler:
             return None
 
     def _one_by_one(self) -> int:
-        due = Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=timezone.now())
-        rows = list(due.order_by("fire_at").values_list("pk", "user_id")[: self.batch_size])
+        rows = selectors.reminders_due(limit=self.batch_size)
         return sum(self._fire_one(pk, user_id) for pk, user_id in rows)
 
     def fire_due(self) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Min
+from django.utils import timezone
 
 from reminders.models import Notification, Reminder, ReminderState
 
@@ -42,3 +43,13 @@ def reminder_next_fire_time() -> datetime | None:
     return Reminder.objects.filter(state=ReminderState.SCHEDULED).aggregate(first=Min("fire_at"))[
         "first"
     ]
+
+
+def reminders_due(*, limit: int) -> list[tuple[int, str]]:
+    """``(id, user_id)`` of up to ``limit`` scheduled reminders whose time has come, earliest
+    first; read without locks (the caller locks what it fires)."""
+    return list(
+        Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=timezone.now())
+        .order_by("fire_at")
+        .values_list("pk", "user_id")[:limit]
+    )

@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from events.services import NewEvent, event_record, event_records
-from reminders import event_types
+from reminders import event_types, selectors
 from reminders.errors import NotificationNotFound
 from reminders.models import Notification, Reminder, ReminderState
 from reminders.representation import notification_to_dict
@@ -168,6 +168,11 @@ def _cancel(reminder: Reminder, snapshot: dict, *, reason: str, now: datetime) -
     reminder.job_synced = not dapr_mode()
     reminder.updated_at = now
     reminder.save(update_fields=["state", "job_synced", "updated_at"])
+    _record_cancelled(reminder, snapshot, reason=reason)
+    _after_change(reminder, now=now)
+
+
+def _record_cancelled(reminder: Reminder, snapshot: dict, *, reason: str) -> None:
     event_record(
         event_type=event_types.REMINDER_CANCELLED,
         user_id=reminder.user_id,
@@ -178,7 +183,6 @@ def _cancel(reminder: Reminder, snapshot: dict, *, reason: str, now: datetime) -
             "reason": reason,
         },
     )
-    _after_change(reminder, now=now)
 
 
 def _after_change(reminder: Reminder, *, now: datetime) -> None:
@@ -249,16 +253,8 @@ def _drop_unwanted(reminder: Reminder, task: Task | None, *, now: datetime) -> N
     reminder.updated_at = now
     reminder.save(update_fields=["state", "updated_at"])
     if task is not None and task.user_id == reminder.user_id:
-        event_record(
-            event_type=event_types.REMINDER_CANCELLED,
-            user_id=reminder.user_id,
-            payload={
-                "task_id": reminder.task_id,
-                "task_data": task_to_dict(task),
-                "remind_at": iso(reminder.fire_at),
-                "reason": "completed" if task.completed else "cleared",
-            },
-        )
+        reason = "completed" if task.completed else "cleared"
+        _record_cancelled(reminder, task_to_dict(task), reason=reason)
     REMINDERS_FIRED.labels(outcome="stale").inc()
 
 
@@ -280,11 +276,7 @@ def reminders_fire_due(*, limit: int = 100) -> FirePass:
     transaction gets its id only after it holds its users' locks (``tasks.locking``). A
     second scheduler reading the same reminders waits for the first and finds them fired.
     """
-    candidates = list(
-        Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=timezone.now())
-        .order_by("fire_at")
-        .values_list("pk", "user_id")[:limit]
-    )
+    candidates = selectors.reminders_due(limit=limit)
     if not candidates:
         return FirePass(seen=0, fired=0)
     with transaction.atomic():
@@ -298,21 +290,8 @@ def reminders_fire_due(*, limit: int = 100) -> FirePass:
             )
             .order_by("fire_at", "pk")
         )
-        tasks = Task.objects.only(*REPRESENTATION_FIELDS, "user_id").in_bulk(
-            [reminder.task_id for reminder in due]
-        )
-        now = timezone.now()
-        fired, triggers = [], []
-        for reminder in due:
-            task = tasks.get(reminder.task_id)
-            if not _wants(task, reminder):
-                _drop_unwanted(reminder, task, now=now)
-                continue
-            triggers.append(_trigger_event(reminder, task, now=now, source="scheduler"))
-            fired.append(reminder.pk)
-        event_records(triggers)
-        _mark_fired(fired, now=now)
-    return FirePass(seen=len(candidates), fired=len(fired))
+        fired = _fire_locked(due, source="scheduler")
+    return FirePass(seen=len(candidates), fired=fired)
 
 
 def reminder_fire_one(*, reminder_id: int, user_id: str) -> bool:
@@ -332,19 +311,28 @@ def reminder_fire_one(*, reminder_id: int, user_id: str) -> bool:
         )
         if reminder is None:
             return False
-        return _fire_locked(reminder, source="scheduler")
+        return _fire_locked([reminder], source="scheduler") == 1
 
 
-def _fire_locked(reminder: Reminder, *, source: str) -> bool:
-    """Fire a locked, scheduled reminder if its task still wants it (else drop it)."""
-    task = Task.objects.only(*REPRESENTATION_FIELDS, "user_id").filter(pk=reminder.task_id).first()
+def _fire_locked(reminders: list[Reminder], *, source: str) -> int:
+    """Fire locked, scheduled reminders whose tasks still want them (drop the others): one
+    read of their tasks, one write of their events, one update of their rows. Returns how
+    many fired."""
+    tasks = Task.objects.only(*REPRESENTATION_FIELDS, "user_id").in_bulk(
+        [reminder.task_id for reminder in reminders]
+    )
     now = timezone.now()
-    if not _wants(task, reminder):
-        _drop_unwanted(reminder, task, now=now)
-        return False
-    event_records([_trigger_event(reminder, task, now=now, source=source)])
-    _mark_fired([reminder.pk], now=now)
-    return True
+    fired, triggers = [], []
+    for reminder in reminders:
+        task = tasks.get(reminder.task_id)
+        if not _wants(task, reminder):
+            _drop_unwanted(reminder, task, now=now)
+            continue
+        triggers.append(_trigger_event(reminder, task, now=now, source=source))
+        fired.append(reminder.pk)
+    event_records(triggers)
+    _mark_fired(fired, now=now)
+    return len(fired)
 
 
 FIRED = "fired"
@@ -371,7 +359,7 @@ def reminder_fire_from_job(
             return ALREADY_FIRED
         if reminder.state != ReminderState.SCHEDULED:
             return STALE
-        return FIRED if _fire_locked(reminder, source="dapr") else STALE
+        return FIRED if _fire_locked([reminder], source="dapr") else STALE
 
 
 # --- Notifications --------------------------------------------------------------------------

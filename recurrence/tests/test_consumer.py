@@ -56,40 +56,57 @@ def _days(seen):
     return [when.strftime("%Y-%m-%d %H:%M") for when in seen]
 
 
-def test_monthly_from_the_31st_keeps_to_the_month_end_without_drift(user_id):
-    task = _series(user_id, due="2031-01-31T09:00:00", rule="monthly")
+@pytest.mark.parametrize(
+    ("due", "rule", "expected"),
+    [
+        pytest.param(
+            "2031-01-31T09:00:00",
+            "monthly",
+            [
+                "2031-01-31 09:00",
+                "2031-02-28 09:00",
+                "2031-03-31 09:00",
+                "2031-04-30 09:00",
+                "2031-05-31 09:00",
+            ],
+            id="monthly-from-the-31st-keeps-to-the-month-end-without-drift",
+        ),
+        pytest.param(
+            "2032-01-31T09:00:00",
+            "monthly",
+            ["2032-01-31 09:00", "2032-02-29 09:00", "2032-03-31 09:00"],
+            id="monthly-from-the-31st-in-a-leap-year-goes-to-february-29",
+        ),
+        pytest.param(
+            "2032-02-29T08:00:00",
+            "yearly",
+            [
+                "2032-02-29 08:00",
+                "2033-02-28 08:00",
+                "2034-02-28 08:00",
+                "2035-02-28 08:00",
+                "2036-02-29 08:00",
+            ],
+            id="yearly-from-february-29-comes-back-to-it-in-the-next-leap-year",
+        ),
+        pytest.param(
+            "2031-06-02T07:00:00",
+            "every 2 weeks",
+            ["2031-06-02 07:00", "2031-06-16 07:00", "2031-06-30 07:00"],
+            id="every-second-week",
+        ),
+        pytest.param(
+            "2031-01-31T16:00:00",
+            "FREQ=MONTHLY;BYDAY=-1FR",
+            ["2031-01-31 16:00", "2031-02-28 16:00", "2031-03-28 16:00"],
+            id="rrule-for-the-last-friday-of-the-month",
+        ),
+    ],
+)
+def test_each_completion_creates_the_rules_next_instance(user_id, due, rule, expected):
+    task = _series(user_id, due=due, rule=rule)
 
-    seen = _walk(user_id, task, 4, "UTC")
-
-    assert _days(seen) == [
-        "2031-01-31 09:00",
-        "2031-02-28 09:00",
-        "2031-03-31 09:00",
-        "2031-04-30 09:00",
-        "2031-05-31 09:00",
-    ]
-
-
-def test_monthly_from_the_31st_in_a_leap_year_goes_to_february_29(user_id):
-    task = _series(user_id, due="2032-01-31T09:00:00", rule="monthly")
-
-    assert _days(_walk(user_id, task, 2, "UTC")) == [
-        "2032-01-31 09:00",
-        "2032-02-29 09:00",
-        "2032-03-31 09:00",
-    ]
-
-
-def test_yearly_from_february_29_comes_back_to_it_in_the_next_leap_year(user_id):
-    task = _series(user_id, due="2032-02-29T08:00:00", rule="yearly")
-
-    assert _days(_walk(user_id, task, 4, "UTC")) == [
-        "2032-02-29 08:00",
-        "2033-02-28 08:00",
-        "2034-02-28 08:00",
-        "2035-02-28 08:00",
-        "2036-02-29 08:00",
-    ]
+    assert _days(_walk(user_id, task, len(expected) - 1, "UTC")) == expected
 
 
 @pytest.mark.parametrize(
@@ -132,34 +149,14 @@ def test_weekly_on_chosen_weekdays(user_id):
     assert [when.strftime("%a") for when in seen] == ["Mon", "Thu", "Mon", "Thu", "Mon"]
 
 
-def test_every_second_week(user_id):
-    task = _series(user_id, due="2031-06-02T07:00:00", rule="every 2 weeks")
-
-    assert _days(_walk(user_id, task, 2, "UTC")) == [
-        "2031-06-02 07:00",
-        "2031-06-16 07:00",
-        "2031-06-30 07:00",
-    ]
-
-
-def test_an_rrule_for_the_last_friday_of_the_month(user_id):
-    task = _series(user_id, due="2031-01-31T16:00:00", rule="FREQ=MONTHLY;BYDAY=-1FR")
-
-    assert _days(_walk(user_id, task, 2, "UTC")) == [
-        "2031-01-31 16:00",
-        "2031-02-28 16:00",
-        "2031-03-28 16:00",
-    ]
-
-
 def test_a_series_of_three_ends_after_its_third_occurrence(user_id):
     task = _series(user_id, due="2031-06-01T09:00:00", rule={"freq": "daily", "count": 3})
-    third = _walk(user_id, task, 2, "UTC")
+    seen = _walk(user_id, task, 2, "UTC")
     last = Task.objects.get(series_id=task.series_id, series_index=2)
 
     assert _complete_and_next(user_id, last) is None
     assert len(_instances(task)) == 3
-    assert len(third) == 3
+    assert _days(seen) == ["2031-06-01 09:00", "2031-06-02 09:00", "2031-06-03 09:00"]
 
 
 def test_a_series_until_a_date_creates_nothing_after_it(user_id):

@@ -45,6 +45,98 @@ def local_dates(rule, anchor, tz, n):
 
 
 # --------------------------------------------------------------------------------------
+# Listing occurrences: rule, anchor (London wall clock) and the local dates that follow
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "anchor", "expected"),
+    [
+        pytest.param(
+            "yearly",
+            (2024, 2, 29, 12, 0),
+            # common years use Feb 28 and leap years return to Feb 29
+            [
+                date(2024, 2, 29),
+                date(2025, 2, 28),
+                date(2026, 2, 28),
+                date(2027, 2, 28),
+                date(2028, 2, 29),
+                date(2029, 2, 28),
+            ],
+            id="yearly-from-feb-29-uses-feb-28-in-common-years",
+        ),
+        pytest.param(
+            "FREQ=MONTHLY;BYMONTHDAY=31",
+            (2024, 1, 31, 9, 0),
+            # an explicit BYMONTHDAY follows RFC 5545 (unlike plain "monthly"): months without
+            # a 31st are skipped
+            [date(2024, 1, 31), date(2024, 3, 31), date(2024, 5, 31), date(2024, 7, 31)],
+            id="explicit-month-day-31-skips-short-months-like-rfc-5545",
+        ),
+        pytest.param(
+            "every mon and thu",
+            (2024, 1, 1, 9, 0),  # a Monday
+            # they alternate Monday / Thursday
+            [
+                date(2024, 1, 1),
+                date(2024, 1, 4),
+                date(2024, 1, 8),
+                date(2024, 1, 11),
+                date(2024, 1, 15),
+            ],
+            id="weekly-on-monday-and-thursday",
+        ),
+        pytest.param(
+            Rule(freq="weekly", weekdays=("thu", "mon")),
+            (2024, 1, 2, 9, 0),  # a Tuesday
+            # the anchor is first, followed by the listed weekdays
+            [date(2024, 1, 2), date(2024, 1, 4), date(2024, 1, 8), date(2024, 1, 11)],
+            id="weekly-anchor-not-on-listed-weekday-is-still-index-0",
+        ),
+        pytest.param(
+            "every 2 weeks",
+            (2024, 1, 3, 9, 0),  # a Wednesday
+            # 14 days apart on the same weekday
+            [date(2024, 1, 3), date(2024, 1, 17), date(2024, 1, 31), date(2024, 2, 14)],
+            id="every-two-weeks",
+        ),
+        pytest.param(
+            "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH",
+            (2024, 1, 4, 9, 0),  # a Thursday
+            # weeks count from the anchor's week: the week after it is skipped
+            [
+                date(2024, 1, 4),
+                date(2024, 1, 15),
+                date(2024, 1, 18),
+                date(2024, 1, 29),
+                date(2024, 2, 1),
+            ],
+            id="every-two-weeks-on-monday-and-thursday-counts-weeks-from-anchor-week",
+        ),
+        pytest.param(
+            "FREQ=MONTHLY;BYDAY=1MO,FR",
+            (2024, 1, 1, 9, 0),
+            # the first Monday of the month and every Friday: both kinds of day appear
+            [
+                date(2024, 1, 1),
+                date(2024, 1, 5),
+                date(2024, 1, 12),
+                date(2024, 1, 19),
+                date(2024, 1, 26),
+                date(2024, 2, 2),
+                date(2024, 2, 5),
+                date(2024, 2, 9),
+            ],
+            id="rrule-plain-and-ordinal-weekdays-combine-as-a-union",
+        ),
+    ],
+)
+def test_occurrences_follow_the_rule(rule, anchor, expected):
+    assert local_dates(parse_rule(rule), at(LONDON, *anchor), LONDON, len(expected)) == expected
+
+
+# --------------------------------------------------------------------------------------
 # Month end and leap years
 # --------------------------------------------------------------------------------------
 
@@ -86,23 +178,6 @@ def test_monthly_next_occurrence_is_computed_from_anchor_not_previous():
     assert (when, index) == (at(LONDON, 2023, 3, 31, 9, 0).astimezone(UTC), 2)
 
 
-def test_yearly_from_feb_29_uses_feb_28_in_common_years():
-    # given a yearly task first due on Feb 29
-    rule = parse_rule("yearly")
-    anchor = at(LONDON, 2024, 2, 29, 12, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 6)
-    # then common years use Feb 28 and leap years return to Feb 29
-    assert dates == [
-        date(2024, 2, 29),
-        date(2025, 2, 28),
-        date(2026, 2, 28),
-        date(2027, 2, 28),
-        date(2028, 2, 29),
-        date(2029, 2, 28),
-    ]
-
-
 @pytest.mark.parametrize(
     "value", ["last day of month", "every last day of the month", "FREQ=MONTHLY;BYMONTHDAY=-1"]
 )
@@ -121,16 +196,6 @@ def test_last_day_of_month(value):
         date(2024, 3, 31),
         date(2024, 4, 30),
     ]
-
-
-def test_explicit_month_day_31_skips_short_months_like_rfc_5545():
-    # given an explicit BYMONTHDAY=31 (RFC semantics, unlike plain "monthly")
-    rule = parse_rule("FREQ=MONTHLY;BYMONTHDAY=31")
-    anchor = at(LONDON, 2024, 1, 31, 9, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 4)
-    # then months without a 31st are skipped
-    assert dates == [date(2024, 1, 31), date(2024, 3, 31), date(2024, 5, 31), date(2024, 7, 31)]
 
 
 def test_month_day_that_never_occurs_ends_the_series():
@@ -214,58 +279,6 @@ def test_anchor_in_another_zone_is_read_on_the_task_zone_wall_clock():
 # --------------------------------------------------------------------------------------
 # Weekdays and intervals
 # --------------------------------------------------------------------------------------
-
-
-def test_weekly_on_monday_and_thursday():
-    # given "every mon and thu" anchored on a Monday
-    rule = parse_rule("every mon and thu")
-    anchor = at(LONDON, 2024, 1, 1, 9, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 5)
-    # then they alternate Monday / Thursday
-    assert dates == [
-        date(2024, 1, 1),
-        date(2024, 1, 4),
-        date(2024, 1, 8),
-        date(2024, 1, 11),
-        date(2024, 1, 15),
-    ]
-
-
-def test_weekly_anchor_not_on_listed_weekday_is_still_index_0():
-    # given Mon+Thu anchored on a Tuesday
-    rule = Rule(freq="weekly", weekdays=("thu", "mon"))
-    anchor = at(LONDON, 2024, 1, 2, 9, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 4)
-    # then the anchor is first, followed by the listed weekdays
-    assert dates == [date(2024, 1, 2), date(2024, 1, 4), date(2024, 1, 8), date(2024, 1, 11)]
-
-
-def test_every_two_weeks():
-    # given "every 2 weeks" anchored on a Wednesday
-    rule = parse_rule("every 2 weeks")
-    anchor = at(LONDON, 2024, 1, 3, 9, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 4)
-    # then they are 14 days apart on the same weekday
-    assert dates == [date(2024, 1, 3), date(2024, 1, 17), date(2024, 1, 31), date(2024, 2, 14)]
-
-
-def test_every_two_weeks_on_monday_and_thursday_counts_weeks_from_anchor_week():
-    # given Mon+Thu every other week, anchored on a Thursday
-    rule = parse_rule("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH")
-    anchor = at(LONDON, 2024, 1, 4, 9, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 5)
-    # then the week after the anchor's week is skipped
-    assert dates == [
-        date(2024, 1, 4),
-        date(2024, 1, 15),
-        date(2024, 1, 18),
-        date(2024, 1, 29),
-        date(2024, 2, 1),
-    ]
 
 
 def test_weekdays_phrase_is_monday_to_friday():
@@ -371,25 +384,6 @@ def test_rrule_with_bymonth_and_count():
     # then
     assert dates == [date(2024, 3, 11), date(2024, 9, 9), date(2025, 3, 10), None]
     assert rule_to_text(rule) == "FREQ=YEARLY;BYMONTH=3,9;BYDAY=2MO;COUNT=3"
-
-
-def test_rrule_plain_and_ordinal_weekdays_combine_as_a_union():
-    # given the first Monday of the month plus every Friday
-    rule = parse_rule("FREQ=MONTHLY;BYDAY=1MO,FR")
-    anchor = at(LONDON, 2024, 1, 1, 9, 0)
-    # when we list occurrences
-    dates = local_dates(rule, anchor, LONDON, 8)
-    # then both kinds of day appear
-    assert dates == [
-        date(2024, 1, 1),
-        date(2024, 1, 5),
-        date(2024, 1, 12),
-        date(2024, 1, 19),
-        date(2024, 1, 26),
-        date(2024, 2, 2),
-        date(2024, 2, 5),
-        date(2024, 2, 9),
-    ]
 
 
 @pytest.mark.parametrize(

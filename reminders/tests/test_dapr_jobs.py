@@ -57,21 +57,18 @@ def test_reminder_is_scheduled_rescheduled_and_cancelled_as_a_dapr_job(
         )
     name = f"reminder-task-{task.pk}"
     reminder = Reminder.objects.get(task_id=task.pk)
-    assert dapr.calls == [
-        JobCall(
-            rpc=schedule_rpc,
-            name=name,
-            due_time="2031-07-01T09:00:00+01:00",
-            overwrite=True,
-            data={
-                "reminder_id": reminder.pk,
-                "task_id": task.pk,
-                "user_id": user_id,
-                "generation": 1,
-                "remind_at": "2031-07-01T08:00:00Z",
-            },
-        )
-    ]
+
+    def scheduled(due_time: str, generation: int, remind_at: str) -> JobCall:
+        data = {
+            "reminder_id": reminder.pk,
+            "task_id": task.pk,
+            "user_id": user_id,
+            "generation": generation,
+            "remind_at": remind_at,
+        }
+        return JobCall(rpc=schedule_rpc, name=name, due_time=due_time, overwrite=True, data=data)
+
+    assert dapr.calls == [scheduled("2031-07-01T09:00:00+01:00", 1, "2031-07-01T08:00:00Z")]
     assert reminder.job_synced is True
 
     # when the due date moves into winter time, the job is overwritten under the same name
@@ -79,19 +76,7 @@ def test_reminder_is_scheduled_rescheduled_and_cancelled_as_a_dapr_job(
         services.task_update(
             user_id=user_id, task_id=task.pk, changes={"due_date": "2031-12-01T10:00:00"}
         )
-    assert dapr.calls[1] == JobCall(
-        rpc=schedule_rpc,
-        name=name,
-        due_time="2031-12-01T09:00:00+00:00",
-        overwrite=True,
-        data={
-            "reminder_id": reminder.pk,
-            "task_id": task.pk,
-            "user_id": user_id,
-            "generation": 2,
-            "remind_at": "2031-12-01T09:00:00Z",
-        },
-    )
+    assert dapr.calls[1] == scheduled("2031-12-01T09:00:00+00:00", 2, "2031-12-01T09:00:00Z")
 
     # and completing the task deletes the job
     with committed(execute=True):

@@ -15,10 +15,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from events.tests.support import database_url
 from reminders import services as reminder_services
 from reminders.models import Notification, Reminder, ReminderState
 from reminders.scheduler import ReminderScheduler, start_in_thread
-from reminders.tests.helpers import database_url, recorded, run_consumers, soon
+from reminders.tests.helpers import recorded, run_consumers, soon
 from tasks import services
 from tasks.tests.helpers import user_lock_held
 
