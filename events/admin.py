@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from events.models import ConsumerCursor, DeadLetter, OutboxEvent
-from events.services import ReplayFailed, dead_letter_replay
+from events.services import ReplayFailed, dead_letter_replay, last_line
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -70,8 +70,7 @@ class DeadLetterAdmin(_ReadOnly):
 
     @admin.display(description="error")
     def short_error(self, obj: DeadLetter) -> str:
-        lines = [line for line in obj.error.strip().splitlines() if line.strip()]
-        return (lines[-1] if lines else "")[:120]
+        return last_line(obj.error)[:120]
 
     @admin.display(description="message")
     def message(self, obj: DeadLetter):

@@ -56,7 +56,7 @@ class TaskHistoryView(APIView):
         "A deleted task keeps its history.",
     )
     def get(self, request: Request, task_id: int) -> Response:
-        unknown = sorted(set(request.query_params) - {"limit", "offset"})
+        unknown = sorted(set(request.query_params) - set(HistoryQuerySerializer().fields))
         if unknown:
             raise TaskValidationError(
                 f"Unknown parameter: {unknown[0]}.", field=unknown[0], code="unknown_parameter"

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 
-def write_changes(users: list[str], task_ids: list[int], changes: int, per_transaction: int, start):
-    """``changes`` title updates through ``tasks.services``, round robin over the given tasks."""
+def _set_up() -> None:
     import django
 
     django.setup()
-    from django.db import connection, transaction
-
     from todo_project.benchmarks import no_query_log
 
     no_query_log()
+
+
+def write_changes(users: list[str], task_ids: list[int], changes: int, per_transaction: int, start):
+    """``changes`` title updates through ``tasks.services``, round robin over the given tasks."""
+    _set_up()
+    from django.db import connection, transaction
 
     from tasks import services
 
@@ -37,14 +40,8 @@ def record_events(
 ):
     """``events`` ``task.updated`` events recorded straight into the outbox (no task write):
     loads the pipeline harder than the task services can."""
-    import django
-
-    django.setup()
+    _set_up()
     from django.db import connection, transaction
-
-    from todo_project.benchmarks import no_query_log
-
-    no_query_log()
 
     from events.services import NewEvent, event_records
 

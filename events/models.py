@@ -20,8 +20,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from events import topics
+from tasks.models import USER_ID_MAX_LENGTH
 
-USER_ID_MAX_LENGTH = 128
 NAME_MAX_LENGTH = 64
 
 

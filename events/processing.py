@@ -45,10 +45,11 @@ class Interrupted(Exception):
 
 
 class EventFailed(Exception):
-    """A handler failed on one event of a batch (the batch is then applied one by one)."""
+    """A batch failed (the batch is then applied one by one). ``event_id`` names the event whose
+    handler failed, or is None when no one event is to blame (a batch handler, an invalid row)."""
 
     def __init__(self, event_id):
-        super().__init__(f"handler failed on {event_id}")
+        super().__init__(f"handler failed on {event_id}" if event_id else "batch failed")
         self.event_id = event_id
 
 

@@ -51,12 +51,6 @@ class LogRow:
     envelope_json: str
 
 
-class _HandlerFailed(Exception):
-    def __init__(self, event_id=None):
-        super().__init__()
-        self.event_id = event_id
-
-
 class EmbeddedConsumerRunner:
     def __init__(self, consumer: Consumer, *, batch_size: int | None = None):
         self.consumer = consumer
@@ -122,22 +116,18 @@ class EmbeddedConsumerRunner:
                 rows = self._fetch(cursor, position, self.batch_size)
                 if not rows:
                     return 0
-                envelopes = []
-                for row in rows:
-                    try:
-                        envelopes.append(parse_envelope(row.envelope_json))
-                    except InvalidEnvelope as exc:
-                        raise _HandlerFailed() from exc
                 try:
+                    envelopes = [parse_envelope(row.envelope_json) for row in rows]
                     outcomes = apply_batch_in_transaction(self.consumer, envelopes)
-                except EventFailed as exc:
-                    raise _HandlerFailed(exc.event_id) from exc
+                except EventFailed:
+                    raise
                 except Exception as exc:
+                    # An invalid envelope, or a batch handler that failed: no one event to blame.
                     if database_down(exc):
                         raise
-                    raise _HandlerFailed() from exc
+                    raise EventFailed(None) from exc
                 self._move_cursor(cursor, rows[-1].position)
-        except _HandlerFailed as failed:
+        except EventFailed as failed:
             return self._one_at_a_time(len(rows), failed_event_id=failed.event_id)
         except DatabaseError as exc:
             if database_down(exc):
@@ -284,10 +274,6 @@ class DaprConsumerRunner:
             subscription = self._subscription
         if idle and subscription is not None:
             subscription.close()
-
-    def handle_message(self, message) -> str:
-        """Apply one message; returns the answer for Dapr: success, retry or drop."""
-        return self.handle_messages([message])[0]
 
     def handle_messages(self, messages: list) -> list[str]:
         """Apply the messages at hand, in one transaction when they all succeed (one by one,

@@ -32,9 +32,9 @@ from pydantic import (
 )
 
 from events import topics as topic_names
+from tasks.models import USER_ID_MAX_LENGTH
 
 SCHEMA_VERSION = 1
-USER_ID_MAX_LENGTH = 128
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -22,7 +22,13 @@ from pydantic import BaseModel
 
 from events import conf, wakeup
 from events.models import DeadLetter
-from events.schemas import Envelope, InvalidEnvelope, build_envelope, get_event_type
+from events.schemas import (
+    Envelope,
+    InvalidEnvelope,
+    build_envelope,
+    get_event_type,
+    parse_envelope,
+)
 from tasks.signals import TaskChange
 from todo_project import metrics
 
@@ -226,7 +232,7 @@ def dead_letter_record(
         fields["event_type"] or "an invalid message",
         consumer,
         attempts,
-        _last_line(error),
+        last_line(error),
         extra={"event_id": event_id, "consumer": consumer, "user_id": fields["user_id"] or None},
     )
     return letter
@@ -238,7 +244,8 @@ def _existing_letter(consumer: str, event_id: uuid.UUID) -> DeadLetter | None:
     )
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """The last non-blank line of an error (of a traceback: the exception itself)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
@@ -266,7 +273,7 @@ def dead_letter_replay(*, dead_letter_id: int) -> str:
     except UnknownConsumer as exc:
         raise ReplayFailed(str(exc)) from None
     try:
-        envelope = _envelope_of(letter)
+        envelope = parse_envelope(letter.envelope if letter.envelope is not None else letter.raw)
     except InvalidEnvelope as exc:
         raise ReplayFailed(f"The message is not a valid envelope: {exc}") from None
     try:
@@ -284,14 +291,6 @@ def dead_letter_replay(*, dead_letter_id: int) -> str:
         "replayed dead letter %s: %s", letter.pk, outcome, extra={"event_id": letter.event_id}
     )
     return outcome
-
-
-def _envelope_of(letter: DeadLetter) -> Envelope:
-    from events.schemas import parse_envelope
-
-    if letter.envelope is not None:
-        return parse_envelope(letter.envelope)
-    return parse_envelope(letter.raw)
 
 
 _INSERT_HISTORY = """

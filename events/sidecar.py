@@ -13,7 +13,6 @@ the app uses, the way Dapr with Kafka behaves:
   RETRY redelivers (then dead-letters after ``max_redeliveries``), DROP forwards the message to the
   subscription's dead-letter topic. A subscriber that disconnects with a message in hand gets it
   redelivered (to whoever holds the partition next).
-- ``ScheduleJob`` / ``GetJob`` / ``DeleteJob``: jobs are kept by name, for inspection.
 
 Faults for tests: ``fail_next_publishes`` (the sidecar answers UNAVAILABLE), ``refuse_entries``
 (bulk entries reported failed), ``hold_publishes`` (a publish is accepted and delivered, then the
@@ -23,6 +22,7 @@ subscriber of a group receives each message at the same time, as after a Kafka r
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -118,7 +118,6 @@ class InProcessDaprSidecar:
         self.answers: list[Answer] = []
         self.dead_lettered: list[tuple[str, Message, str]] = []
         self.publish_calls: list[tuple[str, str, int]] = []  # (rpc, topic, entries)
-        self.jobs: dict[str, object] = {}
         self._fail_publishes = 0
         self._refused: set[str] = set()
         self._hold = threading.Event()
@@ -205,13 +204,9 @@ class InProcessDaprSidecar:
         with self._cv:
             return list(self._log.get(topic, []))
 
-    def answered(self, group: str, status: str | None = None) -> list[Answer]:
+    def answered(self, group: str) -> list[Answer]:
         with self._cv:
-            return [
-                answer
-                for answer in self.answers
-                if answer.group == group and (status is None or answer.status == status)
-            ]
+            return [answer for answer in self.answers if answer.group == group]
 
     def subscribers(self, group: str, topic: str) -> int:
         with self._cv:
@@ -415,18 +410,8 @@ class InProcessDaprSidecar:
 
 
 def _copy(message: Message) -> Message:
-    return Message(
-        id=message.id,
-        topic=message.topic,
-        pubsub_name=message.pubsub_name,
-        data=message.data,
-        content_type=message.content_type,
-        metadata=dict(message.metadata),
-        partition_key=message.partition_key,
-        cloudevent_type=message.cloudevent_type,
-        source=message.source,
-        offset=message.offset,
-    )
+    """The message as first published: its own metadata, no delivery attempts."""
+    return dataclasses.replace(message, metadata=dict(message.metadata), attempts=0, not_before=0.0)
 
 
 class _Servicer(api_service_v1.DaprServicer):
@@ -505,26 +490,6 @@ class _Servicer(api_service_v1.DaprServicer):
             initial_response=api_v1.SubscribeTopicEventsResponseInitialAlpha1()
         )
         yield from sidecar._stream_messages(stream, context)
-
-    def ScheduleJob(self, request, context):
-        with self.sidecar._cv:
-            name = request.job.name
-            if name in self.sidecar.jobs and not request.overwrite:
-                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"job {name} exists")
-            self.sidecar.jobs[name] = request.job
-        return api_v1.ScheduleJobResponse()
-
-    def GetJob(self, request, context):
-        with self.sidecar._cv:
-            job = self.sidecar.jobs.get(request.name)
-        if job is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.name} not found")
-        return api_v1.GetJobResponse(job=job)
-
-    def DeleteJob(self, request, context):
-        with self.sidecar._cv:
-            self.sidecar.jobs.pop(request.name, None)
-        return api_v1.DeleteJobResponse()
 
 
 class _HealthHandler(BaseHTTPRequestHandler):

@@ -8,8 +8,6 @@ TASK_EVENTS = "task-events"  # every task.* event: background services (recurren
 TASK_UPDATES = "task-updates"  # everything a user's clients need to stay in sync
 REMINDERS = "reminders"  # reminder.* events: the notification service
 
-ALL = (TASK_EVENTS, TASK_UPDATES, REMINDERS)
-
 # Topic names end up in SQL text (partial-index predicates), so they are held to this shape.
 VALID_NAME = re.compile(r"^[a-z][a-z0-9.-]{0,62}$")
 

@@ -12,9 +12,12 @@ from django.db import connection
 from events import topics
 from events.brokers.embedded import EmbeddedBroker
 from events.consumers import Consumer, register, unregister
+from events.models import OutboxEvent
 from events.relay import relay_once
 from events.runners import EmbeddedConsumerRunner
 from tasks import services
+from tasks.models import Task
+from todo_project import benchmarks
 
 FOLLOWUPS = "test-followups"
 # Attempts seen per event id, for handlers that fail a given number of times.
@@ -56,15 +59,57 @@ def register_followups(**options) -> Consumer:
     )
 
 
+def updates_of(user_id: str, titles: list[str]) -> list[str]:
+    """A task, then one update per title; returns the update events' ids."""
+    task = services.task_create(user_id=user_id, title="start")
+    for title in titles:
+        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": title})
+    return [
+        str(event_id)
+        for event_id in OutboxEvent.objects.filter(user_id=user_id, event_type="task.updated")
+        .order_by("sequence")
+        .values_list("event_id", flat=True)
+    ]
+
+
+def followups_of(event_ids: list[str]) -> list[int]:
+    """How many follow-up tasks each event made (exactly one once it was applied)."""
+    return [Task.objects.filter(title=followup_title(event_id)).count() for event_id in event_ids]
+
+
+def run_in_threads(*targets, timeout: float = 60.0) -> None:
+    """Run each callable in its own thread (with its own database connection) and wait for all.
+
+    An exception in a thread, or a thread still running after ``timeout``, fails the caller:
+    a thread's failure would otherwise only be a warning."""
+    errors: list[BaseException] = []
+
+    def run(target) -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if errors:
+        raise errors[0]
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
+
+
 def relay_all(broker=None) -> int:
     broker = broker or EmbeddedBroker()
     total = 0
     while True:
-        result = relay_once(broker)
-        if result.published:
-            broker.after_commit([])
-        total += result.published
-        if not result.published:
+        published = relay_once(broker).published
+        total += published
+        if not published:
             return total
 
 
@@ -80,15 +125,4 @@ def consume_all(consumer: Consumer) -> int:
 
 def database_url() -> str:
     """A DATABASE_URL for subprocesses that reaches the test database."""
-    from urllib.parse import quote
-
-    settings = connection.settings_dict
-    host = settings["HOST"] or ""
-    user = quote(settings["USER"] or "postgres")
-    password = f":{quote(settings['PASSWORD'])}" if settings["PASSWORD"] else ""
-    name = settings["NAME"]
-    if host.startswith("/"):
-        port = f"&port={settings['PORT']}" if settings["PORT"] else ""
-        return f"postgresql://{user}{password}@/{name}?host={quote(host)}{port}"
-    port = f":{settings['PORT']}" if settings["PORT"] else ""
-    return f"postgresql://{user}{password}@{host}{port}/{name}"
+    return benchmarks.database_url(connection.settings_dict["NAME"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from events.audit import NAME as AUDIT
@@ -20,29 +21,18 @@ from events.runners import EmbeddedConsumerRunner
 from events.schemas import parse_envelope
 from events.services import ReplayFailed, dead_letter_replay, events_expire
 from events.tests import support
-from events.tests.support import consume_all, followup_title, relay_all
+from events.tests.support import (
+    consume_all,
+    followup_title,
+    followups_of,
+    relay_all,
+    run_in_threads,
+    updates_of,
+)
 from tasks import services
-from tasks.models import Task
 from todo_project import metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def updates_of(user_id: str, titles: list[str]) -> list[str]:
-    """A task, then one update per title; returns the update events' ids."""
-    task = services.task_create(user_id=user_id, title="start")
-    for title in titles:
-        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": title})
-    return [
-        str(row.event_id)
-        for row in OutboxEvent.objects.filter(user_id=user_id, event_type="task.updated").order_by(
-            "sequence"
-        )
-    ]
-
-
-def followups_of(event_ids: list[str]) -> list[int]:
-    return [Task.objects.filter(title=followup_title(event_id)).count() for event_id in event_ids]
 
 
 def fix_followups(consumer) -> None:
@@ -96,17 +86,10 @@ def test_the_same_envelope_delivered_concurrently_is_applied_once(followups, use
     outcomes = []
 
     def run():
-        try:
-            outcomes.append(deliver(followups, envelope, topic="task-events"))
-        finally:
-            connection.close()
+        outcomes.append(deliver(followups, envelope, topic="task-events"))
 
     # when two threads deliver it at the same time
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    run_in_threads(run, run, timeout=20)
 
     # then one applied it and the other found it done
     assert sorted(outcomes) == sorted([Outcome.APPLIED, Outcome.DUPLICATE])
@@ -198,18 +181,11 @@ def test_two_runners_of_one_consumer_apply_each_event_once(followups, user_id):
 
     # when two runners of the same consumer read the log at the same time
     def run():
-        try:
-            runner = EmbeddedConsumerRunner(followups, batch_size=3)
-            while runner.poll():
-                pass
-        finally:
-            connection.close()
+        runner = EmbeddedConsumerRunner(followups, batch_size=3)
+        while runner.poll():
+            pass
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_in_threads(run, run)
 
     # then every event was applied exactly once
     assert followups_of(event_ids) == [1] * 40
@@ -260,7 +236,6 @@ def test_the_audit_consumer_records_each_tasks_history(user_id):
     assert history[2].task_data["completed"] is True
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("consumer", "waits"), [(AUDIT, False), ("realtime", False), ("recurrence", True)]
 )
@@ -304,7 +279,7 @@ def test_old_idempotency_keys_and_sent_rows_expire_and_unsent_rows_stay(user_id)
     # then the old key and the old sent row are gone; the rest stays
     assert deleted == {"processed": 1, "outbox": 1}
     assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == [
-        __import__("uuid").UUID("00000000-0000-0000-0000-000000000002")
+        uuid.UUID("00000000-0000-0000-0000-000000000002")
     ]
     assert list(
         OutboxEvent.objects.values_list("envelope__payload__task_data__title", flat=True)

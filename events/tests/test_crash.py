@@ -19,9 +19,7 @@ from events.models import ConsumerCursor, OutboxEvent
 from events.relay import relay_once
 from events.sidecar import InProcessDaprSidecar
 from events.tests import support
-from events.tests.support import FOLLOWUPS, followup_title, relay_all
-from tasks import services
-from tasks.models import Task
+from events.tests.support import FOLLOWUPS, followups_of, relay_all, updates_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,26 +105,14 @@ def publish_through(sidecar: InProcessDaprSidecar) -> None:
             broker.close()
 
 
-def updates_of(user_id: str, count: int) -> list[str]:
-    task = services.task_create(user_id=user_id, title="start")
-    for index in range(count):
-        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": f"v{index}"})
-    return [
-        str(event_id)
-        for event_id in OutboxEvent.objects.filter(user_id=user_id, event_type="task.updated")
-        .order_by("sequence")
-        .values_list("event_id", flat=True)
-    ]
-
-
-def followups_of(event_ids: list[str]) -> list[int]:
-    return [Task.objects.filter(title=followup_title(event_id)).count() for event_id in event_ids]
+def updates(user_id: str, count: int) -> list[str]:
+    return updates_of(user_id, [f"v{index}" for index in range(count)])
 
 
 def test_a_relay_killed_between_publish_and_mark_loses_nothing(spawn, user_id, followups):
     # given 20 committed updates and a sidecar that accepts the relay's first publish, delivers
     # it, and keeps the answer back
-    event_ids = updates_of(user_id, 20)
+    event_ids = updates(user_id, 20)
     recorded = [str(row.event_id) for row in OutboxEvent.objects.exclude(event_type="task.updated")]
     with InProcessDaprSidecar() as sidecar:
         dapr = {**sidecar.environ(), "EVENTS_BROKER": "dapr"}
@@ -172,7 +158,7 @@ def test_a_consumer_killed_mid_batch_applies_each_event_once_after_restart(
     spawn, user_id, followups
 ):
     # given 30 published updates and a slow consumer process (batches of 10, 50 ms per event)
-    event_ids = updates_of(user_id, 30)
+    event_ids = updates(user_id, 30)
     relay_all()
     consumer = spawn(
         "consumer",
@@ -206,7 +192,7 @@ def test_a_consumer_killed_mid_batch_applies_each_event_once_after_restart(
 
 def test_a_dapr_consumer_killed_with_a_message_in_hand_gets_it_again(spawn, user_id, followups):
     # given five updates on the topic and a slow consumer process
-    event_ids = updates_of(user_id, 5)
+    event_ids = updates(user_id, 5)
     with InProcessDaprSidecar() as sidecar:
         dapr = {**sidecar.environ(), "EVENTS_BROKER": "dapr"}
         publish_through(sidecar)
@@ -238,7 +224,7 @@ def test_one_message_delivered_to_two_consumer_processes_at_once_applies_once(
     spawn, user_id, followups
 ):
     # given two consumer processes of one consumer, and a broker that hands each message to both
-    event_ids = updates_of(user_id, 5)
+    event_ids = updates(user_id, 5)
     with InProcessDaprSidecar(duplicate_deliveries=True) as sidecar:
         dapr = {**sidecar.environ(), "EVENTS_BROKER": "dapr"}
         consumers = [
@@ -271,7 +257,7 @@ def test_one_message_delivered_to_two_consumer_processes_at_once_applies_once(
 
 def test_sigterm_finishes_the_message_in_hand_then_stops(spawn, user_id, followups):
     # given two updates and a consumer that takes a second per event
-    event_ids = updates_of(user_id, 2)
+    event_ids = updates(user_id, 2)
     with InProcessDaprSidecar() as sidecar:
         dapr = {**sidecar.environ(), "EVENTS_BROKER": "dapr"}
         publish_through(sidecar)

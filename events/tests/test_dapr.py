@@ -17,27 +17,10 @@ from events.models import DeadLetter, OutboxEvent
 from events.relay import relay_once
 from events.runners import DaprConsumerRunner
 from events.tests import support
-from events.tests.support import followup_title
+from events.tests.support import followups_of, updates_of
 from tasks import services
-from tasks.models import Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def updates_of(user_id: str, titles: list[str]) -> list[str]:
-    task = services.task_create(user_id=user_id, title="start")
-    for title in titles:
-        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": title})
-    return [
-        str(event_id)
-        for event_id in OutboxEvent.objects.filter(user_id=user_id, event_type="task.updated")
-        .order_by("sequence")
-        .values_list("event_id", flat=True)
-    ]
-
-
-def followups_of(event_ids: list[str]) -> list[int]:
-    return [Task.objects.filter(title=followup_title(event_id)).count() for event_id in event_ids]
 
 
 class RunningConsumer:

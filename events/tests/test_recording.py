@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from events.models import OutboxEvent, UserEventSequence
 from events.schemas import InvalidEnvelope, parse_envelope
 from events.selectors import events_for_user_since
 from events.services import EventRecordingError, NewEvent, event_record, event_records
+from events.tests.support import run_in_threads
 from tasks import services
 from tasks.models import Task
 from tasks.representation import task_to_dict
@@ -275,27 +277,16 @@ def test_event_ids_are_unique(user_id):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_of_one_user_get_gapless_sequences_in_commit_order(user_id):
-    import threading
-
-    from django.db import connection
-
     # given four threads creating ten tasks each for the same user, one of them rolling back
     def write(index):
-        try:
-            for number in range(10):
-                if index == 0 and number == 5:
-                    with pytest.raises(RuntimeError), transaction.atomic():
-                        services.task_create(user_id=user_id, title="rolled back")
-                        raise RuntimeError
-                services.task_create(user_id=user_id, title=f"{index}-{number}")
-        finally:
-            connection.close()
+        for number in range(10):
+            if index == 0 and number == 5:
+                with pytest.raises(RuntimeError), transaction.atomic():
+                    services.task_create(user_id=user_id, title="rolled back")
+                    raise RuntimeError
+            services.task_create(user_id=user_id, title=f"{index}-{number}")
 
-    threads = [threading.Thread(target=write, args=(index,)) for index in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    run_in_threads(*(functools.partial(write, index) for index in range(4)), timeout=30)
 
     # then the 40 committed events are numbered 1..40, and outbox id order is sequence order
     rows = list(OutboxEvent.objects.filter(user_id=user_id).order_by("id"))

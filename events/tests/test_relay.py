@@ -14,7 +14,7 @@ from events.brokers.embedded import EmbeddedBroker
 from events.consumers import get_consumer
 from events.models import OutboxEvent, TaskHistory
 from events.relay import Relay, relay_once
-from events.tests.support import consume_all, relay_all
+from events.tests.support import consume_all, relay_all, run_in_threads
 from tasks import services
 from todo_project import metrics
 
@@ -45,6 +45,16 @@ class RecordingBroker(EmbeddedBroker):
 
 def _counter(metric) -> float:
     return metric._value.get()
+
+
+def assert_positions_follow_sequence(user_id: str) -> None:
+    """The user's events have log positions in sequence order."""
+    positions = list(
+        OutboxEvent.objects.filter(user_id=user_id)
+        .order_by("sequence")
+        .values_list("position", flat=True)
+    )
+    assert positions == sorted(positions)
 
 
 def test_the_relay_publishes_committed_rows_once_in_order(user_id, other_user_id):
@@ -121,20 +131,13 @@ def test_two_relays_at_once_publish_each_row_once_and_each_user_in_order(setting
 
     # when two relays run side by side with small batches
     def run_relay():
-        try:
-            while (
-                relay_once(broker, batch_size=7).published
-                or OutboxEvent.objects.filter(sent_at__isnull=True).exists()
-            ):
-                pass
-        finally:
-            connection.close()
+        while (
+            relay_once(broker, batch_size=7).published
+            or OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+        ):
+            pass
 
-    threads = [threading.Thread(target=run_relay) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_in_threads(run_relay, run_relay)
 
     # then each row was published exactly once
     published = [row.event_id for row in broker.published]
@@ -142,12 +145,7 @@ def test_two_relays_at_once_publish_each_row_once_and_each_user_in_order(setting
     assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
     # and each user's events have log positions in sequence order
     for user in users:
-        positions = list(
-            OutboxEvent.objects.filter(user_id=user)
-            .order_by("sequence")
-            .values_list("position", flat=True)
-        )
-        assert positions == sorted(positions)
+        assert_positions_follow_sequence(user)
 
 
 def test_a_users_rows_wait_behind_an_earlier_row_another_relay_holds(user_id, other_user_id):
@@ -184,12 +182,7 @@ def test_a_users_rows_wait_behind_an_earlier_row_another_relay_holds(user_id, ot
     thread.join(10)
     # and once the other relay let go, A's events go out in order
     assert relay_all(RecordingBroker()) == 2
-    positions = list(
-        OutboxEvent.objects.filter(user_id=user_id)
-        .order_by("sequence")
-        .values_list("position", flat=True)
-    )
-    assert positions == sorted(positions)
+    assert_positions_follow_sequence(user_id)
 
 
 def test_refused_entries_stay_unsent_and_hold_back_that_users_later_events(user_id, other_user_id):

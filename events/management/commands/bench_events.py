@@ -32,7 +32,7 @@ from events.relay import relay_once
 from events.runners import WorkerGroup
 from events.services import task_history_record
 from tasks.representation import task_to_dict
-from todo_project.benchmarks import no_query_log
+from todo_project.benchmarks import no_query_log, percentile
 
 PLAN_EVENTS_PER_SECOND = 1000
 GOAL_EVENTS_PER_SECOND = 5000
@@ -70,11 +70,6 @@ class _Recorder:
             self.last_at = time.monotonic()
             if len(self.latencies) >= self.expected:
                 self.done.set()
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 class Command(BaseCommand):
@@ -213,8 +208,8 @@ class Command(BaseCommand):
             "events": events,
             "write_rate": events / (written - started) if not backlog else None,
             "rate": events / (finished - started),
-            "p50": None if backlog else _percentile(latencies, 0.50),
-            "p95": None if backlog else _percentile(latencies, 0.95),
+            "p50": None if backlog else percentile(latencies, 50),
+            "p95": None if backlog else percentile(latencies, 95),
             "max": None if backlog else max(latencies),
         }
 
