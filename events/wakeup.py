@@ -1,7 +1,8 @@
 """Waking the relay and the consumers early.
 
-Two channels: ``OUTBOX`` (rows were committed to the outbox: relays wake) and ``PUBLISHED`` (rows
-were published to the embedded log: embedded consumers wake). A commit that recorded events wakes
+Three channels: ``OUTBOX`` (rows were committed to the outbox: relays wake), ``PUBLISHED`` (rows
+were published to the embedded log: embedded consumers wake) and ``REMINDERS_DUE`` (a reminder
+was set to fire soon: polling reminder schedulers wake). A commit that recorded events wakes
 waiters in its own process directly and, with a PostgreSQL ``NOTIFY`` sent after the commit,
 waiters in every other process, whose ``Listener`` thread turns the notification into a local wake.
 
@@ -26,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 OUTBOX = "events_outbox"
 PUBLISHED = "events_published"
-CHANNELS = (OUTBOX, PUBLISHED)
+REMINDERS_DUE = "reminders_due"
+CHANNELS = (OUTBOX, PUBLISHED, REMINDERS_DUE)
 
 _lock = threading.Lock()
 _waiters: dict[str, set[threading.Event]] = {channel: set() for channel in CHANNELS}

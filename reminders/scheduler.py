@@ -9,8 +9,8 @@ reminders are due for the next pass.
 
 It does not poll at a fixed rate: it sleeps until the earliest scheduled reminder is due
 (at most ``max_sleep``), and a reminder scheduled to fire soon wakes it through
-``LISTEN reminders_due`` (notified after commit by ``services``). Reminders that came due while no
-scheduler ran are fired on start, marked late.
+``events.wakeup`` (channel ``reminders_due``, announced after commit by ``services``).
+Reminders that came due while no scheduler ran are fired on start, marked late.
 
 With Dapr the Jobs API fires reminders instead; the same loop then only re-syncs reminders
 whose Jobs API call failed (``reminders.jobs.sync_pending_jobs``).
@@ -27,63 +27,13 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-import psycopg
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from events import wakeup
 from reminders import selectors, services
 
 logger = logging.getLogger(__name__)
-
-
-class _Listener:
-    """A connection of its own that LISTENs for "a reminder is due soon"."""
-
-    def __init__(self, channel: str):
-        self.channel = channel
-        self._conn: psycopg.Connection | None = None
-
-    def _connect(self) -> psycopg.Connection:
-        params = {
-            key: value
-            for key, value in connection.get_connection_params().items()
-            if key not in {"cursor_factory", "context"}
-        }
-        conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f'LISTEN "{self.channel}"')
-        return conn
-
-    def start(self) -> None:
-        """LISTEN before the first look at the table, so no wake-up falls in between."""
-        try:
-            self._conn = self._connect()
-        except (psycopg.Error, DatabaseError):
-            logger.warning("reminder wake-up channel unavailable; polling", exc_info=True)
-
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; True when woken by a notification."""
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            woken = False
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                woken = True
-            if woken:
-                for _ in self._conn.notifies(timeout=0):
-                    pass  # several wake-ups queued: one look at the table serves them all
-            return woken
-        except (psycopg.Error, DatabaseError):
-            logger.warning("reminder wake-up channel lost; polling until it is back", exc_info=True)
-            self.close()
-            time.sleep(min(timeout, 0.5))
-            return False
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
 
 
 class ReminderScheduler:
@@ -102,7 +52,8 @@ class ReminderScheduler:
         self._stop = threading.Event()
         # Set after each pass that reached the database (``/readyz`` of the command's process).
         self.healthy = threading.Event()
-        self._listener = _Listener(services.WAKE_CHANNEL)
+        # Set by ``events.wakeup`` when a reminder is set to fire soon, here or elsewhere.
+        self._woken = threading.Event()
         self._failed = False
 
     # --- one pass ---------------------------------------------------------------------------
@@ -164,7 +115,8 @@ class ReminderScheduler:
             if remaining <= 0:
                 return
             # Short slices so that stop() is honoured quickly.
-            if self._listener.wait(min(remaining, 0.5)):
+            if self._woken.wait(min(remaining, 0.5)):
+                self._woken.clear()  # before the next look at the table
                 return
 
     def _next_sleep(self) -> float:
@@ -188,7 +140,10 @@ class ReminderScheduler:
             "reminder scheduler %s started (%s)", self.name, "dapr" if self.dapr else "polling"
         )
         if not self.dapr:
-            self._listener.start()
+            # Registered before the first look at the table, so no wake-up falls in between;
+            # the process's listener also wakes every waiter each time it (re)connects.
+            self._woken = wakeup.waiter(wakeup.REMINDERS_DUE)
+            wakeup.acquire_listener()
         try:
             while not self._stop.is_set():
                 try:
@@ -210,7 +165,9 @@ class ReminderScheduler:
                 else:
                     self._sleep(pause)
         finally:
-            self._listener.close()
+            if not self.dapr:
+                wakeup.forget(wakeup.REMINDERS_DUE, self._woken)
+                wakeup.release_listener()
             connection.close()
             logger.info("reminder scheduler %s stopped", self.name)
 

@@ -22,9 +22,10 @@ from functools import partial
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from events import wakeup
 from events.services import NewEvent, event_record, event_records
 from reminders import event_types, selectors
 from reminders.errors import NotificationNotFound
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 LATE_AFTER = timedelta(seconds=30)
 # The polling schedulers LISTEN on this channel; a reminder scheduled to fire within the horizon
 # wakes them after commit (later ones are found by their regular look at the next due time).
-WAKE_CHANNEL = "reminders_due"
 WAKE_HORIZON = timedelta(seconds=15)
 
 
@@ -197,12 +197,7 @@ def _after_change(reminder: Reminder, *, now: datetime) -> None:
     elif reminder.state == ReminderState.SCHEDULED and reminder.fire_at <= now + WAKE_HORIZON:
         # Sent after commit (a NOTIFY inside the transaction would serialise the commits of
         # all notifying transactions); a rollback sends nothing.
-        transaction.on_commit(partial(_wake_schedulers, reminder.pk), robust=True)
-
-
-def _wake_schedulers(reminder_id: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [WAKE_CHANNEL, str(reminder_id)])
+        transaction.on_commit(partial(wakeup.announce, wakeup.REMINDERS_DUE), robust=True)
 
 
 # --- Firing ---------------------------------------------------------------------------------
