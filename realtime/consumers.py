@@ -23,7 +23,6 @@ import json
 import logging
 import time
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -32,7 +31,7 @@ from django.conf import settings
 from realtime import delivery, frames, handshake, replay
 from realtime.frames import CloseCode
 from realtime.groups import group_for_user
-from todo_project.auth import AuthError, TokenUser, verify_token
+from todo_project.auth import AuthError, TokenUser, verify_token_async
 from todo_project.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FANOUT
 
 logger = logging.getLogger(__name__)
@@ -152,10 +151,7 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             await self._refuse(shake.subprotocol, CloseCode.UNAUTHORIZED, "missing_token")
             return
         try:
-            if settings.JWT_JWKS_URL:
-                user = await sync_to_async(verify_token, thread_sensitive=False)(shake.token)
-            else:
-                user = verify_token(shake.token)
+            user = await verify_token_async(shake.token)
         except AuthError as exc:
             code = (
                 CloseCode.TOKEN_EXPIRED if exc.code == "token_expired" else CloseCode.UNAUTHORIZED

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import jwt
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
@@ -102,6 +103,14 @@ def verify_token(token: str) -> TokenUser:
     if not isinstance(subject, str) or not subject or len(subject) > 128:
         raise AuthError("invalid_token", "Token subject must be a user id.")
     return TokenUser(id=subject, claims=claims)
+
+
+async def verify_token_async(token: str) -> TokenUser:
+    """``verify_token`` for asynchronous endpoints (MCP, WebSockets): with a JWKS URL the key
+    set may be fetched over the network, so that check runs off the event loop."""
+    if settings.JWT_JWKS_URL:
+        return await sync_to_async(verify_token, thread_sensitive=False)(token)
+    return verify_token(token)
 
 
 def issue_token(user_id: str, *, ttl_seconds: int | None = None, extra: dict | None = None) -> str:

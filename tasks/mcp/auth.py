@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextvars
 import json
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from todo_project.auth import AuthError, TokenUser, bearer_from_header, verify_token
+from todo_project.auth import AuthError, TokenUser, bearer_from_header, verify_token_async
 
 RESOURCE_PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -89,13 +88,6 @@ async def _challenge(scope, send, error: AuthError | None) -> None:
     )
 
 
-async def _verify(token: str) -> TokenUser:
-    if settings.JWT_JWKS_URL:
-        # May fetch the key set over the network: keep that off the event loop.
-        return await sync_to_async(verify_token, thread_sensitive=False)(token)
-    return verify_token(token)
-
-
 class BearerAuth:
     """ASGI wrapper: authenticate, then run ``app`` as the user."""
 
@@ -111,7 +103,7 @@ class BearerAuth:
             await _challenge(scope, send, None)
             return
         try:
-            user = await _verify(token)
+            user = await verify_token_async(token)
         except AuthError as exc:
             await _challenge(scope, send, exc)
             return
