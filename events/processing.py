@@ -94,9 +94,8 @@ def apply_batch_in_transaction(consumer: Consumer, envelopes: list[Envelope]) ->
             fresh_ids.discard(envelope.event_id)
     if fresh:
         # Handlers that write for users lock them. Taking every user's lock first, in one sorted
-        # order, keeps two consumers' batches from locking two users in opposite orders
-        # (a deadlock). The sort is stable, so each user's events keep their order.
-        fresh.sort(key=lambda envelope: envelope.user_id)
+        # order (``lock_users`` sorts), keeps two consumers' batches from locking two users in
+        # opposite orders (a deadlock). The events stay in log order.
         if consumer.writes_for_users:
             lock_users(envelope.user_id for envelope in fresh)
         if consumer.handle_batch is not None:

@@ -179,10 +179,14 @@ class Relay:
         try:
             while not self.stop_event.is_set():
                 wake.clear()
+                refused = 0
                 try:
                     result = relay_once(self.broker, batch_size=self.batch_size)
-                    if result.refused:
-                        raise BrokerUnavailable(f"{result.refused} events refused")
+                    # What a pass published counts even when it also had rows refused.
+                    self.published += result.published
+                    refused = result.refused
+                    if refused:
+                        raise BrokerUnavailable(f"{refused} events refused")
                     now = time.monotonic()
                     if now - last_lag > 1.0:
                         update_lag_metrics()
@@ -192,7 +196,8 @@ class Relay:
                         last_sweep = now
                 except (BrokerUnavailable, DatabaseError) as exc:
                     self.healthy.clear()
-                    metrics.RELAY_PUBLISH_ERRORS.inc()
+                    if not refused:  # refused rows were counted one by one by relay_once
+                        metrics.RELAY_PUBLISH_ERRORS.inc()
                     logger.warning("relay: publish failed (%s); retrying in %.2fs", exc, delay)
                     if isinstance(exc, DatabaseError):
                         connection.close()
@@ -202,7 +207,6 @@ class Relay:
                     continue
                 delay = initial
                 self.healthy.set()
-                self.published += result.published
                 if result.published:
                     continue
                 if result.held_back:

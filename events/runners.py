@@ -292,6 +292,7 @@ class DaprConsumerRunner:
                     "CloudEvent id %s differs from event_id %s", message.id(), envelope.event_id
                 )
             valid.append((index, envelope))
+        failed_event_id = None
         if len(valid) > 1:
             try:
                 with transaction.atomic():
@@ -302,6 +303,14 @@ class DaprConsumerRunner:
                 if database_down(exc):
                     answer = self._database_down(exc)
                     return [given or answer for given in answers]
+                # As the embedded runner does: the batch was the failing event's first attempt.
+                failed_event_id = exc.event_id if isinstance(exc, EventFailed) else None
+                logger.warning(
+                    "%s: a batch of %d failed (%r); applying it one event at a time",
+                    self.consumer.name,
+                    len(valid),
+                    exc,
+                )
             else:
                 count(self.consumer, outcomes)
                 for index, _ in valid:
@@ -310,16 +319,18 @@ class DaprConsumerRunner:
                 self._db_delay = conf.get("EVENTS_RETRY_INITIAL_SECONDS")
                 return answers
         for index, envelope in valid:
-            answers[index] = self._deliver(messages[index], envelope)
+            attempts_made = 1 if envelope.event_id == failed_event_id else 0
+            answers[index] = self._deliver(messages[index], envelope, attempts_made=attempts_made)
         return answers
 
-    def _deliver(self, message, envelope) -> str:
+    def _deliver(self, message, envelope, *, attempts_made: int = 0) -> str:
         try:
             outcome = deliver(
                 self.consumer,
                 envelope,
                 topic=message.topic() or self.consumer.topic,
                 stop=self.stop_event,
+                attempts_made=attempts_made,
             )
         except DatabaseUnavailable as exc:
             return self._database_down(exc)
