@@ -31,14 +31,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
 
 from todo_project.auth import issue_token
 from todo_project.benchmarks import (
-    conninfo,
+    database_on_default_server,
     database_url,
     fmt,
     free_port,
@@ -137,14 +135,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Open-file limit {hard} is too low for {sockets} sockets.")
 
     def _prepare_database(self) -> None:
-        with psycopg.connect(
-            conninfo(connections["default"].settings_dict["NAME"]), autocommit=True
-        ) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
-            ).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        database_on_default_server(BENCH_DB)
         self.stdout.write(f"migrating the bench database {BENCH_DB} ...")
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--verbosity", "0"],

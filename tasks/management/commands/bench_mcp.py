@@ -28,6 +28,7 @@ from todo_project.auth import issue_token
 from todo_project.benchmarks import (
     bench_server,
     conninfo,
+    database_on_default_server,
     database_url,
     fmt,
     machine_line,
@@ -98,15 +99,7 @@ class Command(BaseCommand):
 
     # --- data -------------------------------------------------------------------------------
     def _ensure_database(self, *, fresh: bool) -> None:
-        admin = connections["default"].settings_dict["NAME"]
-        with psycopg.connect(conninfo(admin), autocommit=True) as conn:
-            if fresh:
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
-            ).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        database_on_default_server(BENCH_DB, fresh=fresh)
         connections.settings[ALIAS] = {**connections["default"].settings_dict, "NAME": BENCH_DB}
         call_command("migrate", database=ALIAS, verbosity=0, interactive=False)
 
