@@ -69,10 +69,11 @@ class EmbeddedConsumerRunner:
         """The consumer's position, locked until the transaction ends: one process at a time
         reads a consumer's log (others wait, then carry on from where it stopped).
 
-        The transaction commits without waiting for the disk: the cursor lives in the same
-        database as the effects and the log, so a crash that loses this commit loses the cursor
-        move with it (and every later commit), and the events are applied again."""
-        cursor.execute("SET LOCAL synchronous_commit TO off")
+        The transaction waits for the disk like any other: its effects can be seen outside
+        the database as soon as it commits (the frames the realtime consumer sends after
+        commit, the events a consumer records, which sockets receive), so a crash must not
+        lose it. A lost commit would be applied again with new events under the same
+        sequence numbers, which clients that saw the first ones would never receive."""
         select = "SELECT position FROM events_consumercursor WHERE consumer = %s FOR UPDATE"
         cursor.execute(select, [self.consumer.name])
         row = cursor.fetchone()
