@@ -41,13 +41,14 @@ class EventRecordingError(RuntimeError):
 
 # One round trip for any number of events: take each user's next sequence numbers (the row lock
 # on the user's counter orders their events by commit; users are counted in one sorted order)
-# and write the envelopes, numbered in the order given, with those numbers in them.
+# and write the envelopes, numbered in the order given, with those numbers in them. Everything
+# travels as JSON, which PostgreSQL reads in C: as text[] literals, each quote of the envelopes
+# would be escaped in Python. %(topics)s maps each event type to its topics.
 _RECORD = """
 WITH input AS (
-    SELECT * FROM unnest(
-        %(user_ids)s::text[], %(event_ids)s::uuid[], %(event_types)s::text[],
-        %(topics)s::text[], %(envelopes)s::text[]
-    ) WITH ORDINALITY AS i(user_id, event_id, event_type, topics, envelope, ord)
+    SELECT e.envelope, e.envelope->>'user_id' AS user_id, e.envelope->>'event_type' AS event_type,
+           (e.envelope->>'event_id')::uuid AS event_id, e.ord
+    FROM jsonb_array_elements(%(envelopes)s::jsonb) WITH ORDINALITY AS e(envelope, ord)
 ),
 counts AS (
     SELECT user_id, count(*) AS n FROM input GROUP BY user_id
@@ -66,8 +67,9 @@ numbered AS (
 )
 INSERT INTO events_outboxevent
     (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error)
-SELECT event_id, event_type, user_id, sequence, string_to_array(topics, ' ')::varchar[],
-       jsonb_set(envelope::jsonb, '{sequence}', to_jsonb(sequence)), 0, ''
+SELECT event_id, event_type, user_id, sequence,
+       ARRAY(SELECT jsonb_array_elements_text(%(topics)s::jsonb -> event_type))::varchar[],
+       jsonb_set(envelope, '{sequence}', to_jsonb(sequence)), 0, ''
 FROM numbered
 ORDER BY ord
 RETURNING event_id, sequence
@@ -127,11 +129,10 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
         cursor.execute(
             _RECORD,
             {
-                "user_ids": [draft.user_id for draft in drafts],
-                "event_ids": [draft.event_id for draft in drafts],
-                "event_types": [draft.event_type for draft in drafts],
-                "topics": [" ".join(get_event_type(draft.event_type).topics) for draft in drafts],
-                "envelopes": [draft.model_dump_json() for draft in drafts],
+                "envelopes": f"[{','.join(draft.model_dump_json() for draft in drafts)}]",
+                "topics": orjson.dumps(
+                    {name: get_event_type(name).topics for name in {d.event_type for d in drafts}}
+                ).decode(),
             },
         )
         sequences = dict(cursor.fetchall())
