@@ -67,14 +67,9 @@ class OutboxEvent(models.Model):
             ),
         ]
         indexes = [
-            # the relay's claim: unsent rows in id order, and the same per user
+            # the relay's claim: unsent rows in id order (few: the relay keeps up)
             models.Index(
                 fields=["id"], name="outbox_unsent_idx", condition=Q(sent_at__isnull=True)
-            ),
-            models.Index(
-                fields=["user_id", "id"],
-                name="outbox_unsent_user_idx",
-                condition=Q(sent_at__isnull=True),
             ),
             # a sparse topic gets its own index, so its consumers don't scan every task event
             models.Index(

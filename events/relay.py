@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.utils import DatabaseError
+from django.db.utils import DatabaseError, OperationalError
 from django.utils import timezone
 
 from events import conf, wakeup
@@ -28,19 +28,38 @@ from todo_project import metrics
 
 logger = logging.getLogger(__name__)
 
+LOCK_NOT_AVAILABLE = "55P03"
 
-def _claim(cursor, batch_size: int) -> list[OutboxRow]:
-    cursor.execute(
-        """
-        SELECT id, event_id, event_type, user_id, sequence, topics, envelope::text
-        FROM events_outboxevent
-        WHERE sent_at IS NULL
-        ORDER BY id
-        LIMIT %s
-        FOR UPDATE SKIP LOCKED
-        """,
-        [batch_size],
-    )
+
+_CLAIM = """
+SELECT id, event_id, event_type, user_id, sequence, topics, {envelope}
+FROM events_outboxevent
+WHERE sent_at IS NULL
+ORDER BY id
+LIMIT %s
+FOR UPDATE {wait}
+"""
+
+
+def _claim(cursor, batch_size: int, *, envelopes: bool) -> tuple[list[OutboxRow], bool]:
+    """The oldest unsent rows, locked; and whether no other relay holds any row before them.
+
+    First without skipping: if none of the oldest rows is locked, no other relay can hold an
+    earlier row of these users, and nothing needs holding back (the usual case, one relay at a
+    time). Otherwise other relays are at work: take the rows they have not locked."""
+    envelope = "envelope::text" if envelopes else "''"
+    try:
+        with transaction.atomic():
+            cursor.execute(_CLAIM.format(envelope=envelope, wait="NOWAIT"), [batch_size])
+            return _outbox_rows(cursor.fetchall()), True
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+    cursor.execute(_CLAIM.format(envelope=envelope, wait="SKIP LOCKED"), [batch_size])
+    return _outbox_rows(cursor.fetchall()), False
+
+
+def _outbox_rows(rows) -> list[OutboxRow]:
     return [
         OutboxRow(
             id=row[0],
@@ -51,20 +70,19 @@ def _claim(cursor, batch_size: int) -> list[OutboxRow]:
             topics=tuple(row[5]),
             envelope_json=row[6],
         )
-        for row in cursor.fetchall()
+        for row in rows
     ]
 
 
 def _hold_back_users_behind_others(cursor, rows: list[OutboxRow]) -> list[OutboxRow]:
     """Drop rows that have an earlier unsent row of the same user outside this claim."""
-    users = sorted({row.user_id for row in rows})
     cursor.execute(
         """
         SELECT user_id, min(id) FROM events_outboxevent
-        WHERE sent_at IS NULL AND user_id = ANY(%s) AND id < %s AND NOT (id = ANY(%s))
+        WHERE sent_at IS NULL AND id < %s AND user_id = ANY(%s) AND NOT (id = ANY(%s))
         GROUP BY user_id
         """,
-        [users, rows[-1].id, [row.id for row in rows]],
+        [rows[-1].id, sorted({row.user_id for row in rows}), [row.id for row in rows]],
     )
     first_foreign = dict(cursor.fetchall())
     if not first_foreign:
@@ -92,10 +110,12 @@ def relay_once(broker: Broker, *, batch_size: int | None = None) -> RelayPass:
             # A pass only ever needs redoing, never undoing: if a crash loses this commit, the
             # rows are unsent again and go out again. So it need not wait for the disk.
             cursor.execute("SET LOCAL synchronous_commit TO off")
-            claimed = _claim(cursor, batch_size)
+            claimed, alone = _claim(
+                cursor, batch_size, envelopes=getattr(broker, "publishes_envelopes", True)
+            )
             if not claimed:
                 return RelayPass()
-            rows = _hold_back_users_behind_others(cursor, claimed)
+            rows = claimed if alone else _hold_back_users_behind_others(cursor, claimed)
             if not rows:
                 return RelayPass(held_back=len(claimed))
             started = time.monotonic()
@@ -146,17 +166,23 @@ def _accepted(rows: list[OutboxRow], failed: set) -> list[OutboxRow]:
 def update_lag_metrics() -> None:
     """Age of the oldest unsent row, and dead letters waiting for an operator."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT min(created_at) FROM events_outboxevent WHERE sent_at IS NULL")
-        (oldest,) = cursor.fetchone()
+        # The oldest unsent row is the first in id order (by its partial index): min(created_at)
+        # would read every unsent row.
+        cursor.execute(
+            "SELECT created_at FROM events_outboxevent WHERE sent_at IS NULL ORDER BY id LIMIT 1"
+        )
+        row = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM events_deadletter WHERE replayed_at IS NULL")
         (dead_letters,) = cursor.fetchone()
+    oldest = row[0] if row else None
     metrics.RELAY_LAG.set((timezone.now() - oldest).total_seconds() if oldest else 0)
     metrics.DEAD_LETTERS_PENDING.set(dead_letters)
 
 
 class Relay:
-    """Runs ``relay_once`` until stopped: at once while there is work, then on a wake (a commit
-    that recorded events, here or in another process) or after the poll interval."""
+    """Runs ``relay_once`` until stopped: at once after a full batch, otherwise on a wake (a
+    commit that recorded events, here or in another process; one that came during the pass is
+    kept) or after the poll interval."""
 
     def __init__(self, broker: Broker, *, batch_size: int | None = None, sweep: bool = True):
         self.broker = broker
@@ -207,8 +233,8 @@ class Relay:
                     continue
                 delay = initial
                 self.healthy.set()
-                if result.published:
-                    continue
+                if result.published >= (self.batch_size or conf.get("EVENTS_RELAY_BATCH_SIZE")):
+                    continue  # a full batch: there may be more
                 if result.held_back:
                     # Another relay holds earlier rows of these users; it commits soon.
                     wake.wait(0.01)

@@ -31,6 +31,8 @@ class BrokerUnavailable(Exception):
 
 class Broker(Protocol):
     name: str
+    # Optional: ``marks_sent`` (publishing also sets ``sent_at``) and ``publishes_envelopes``
+    # (False: the relay does not read ``envelope_json`` for it), True and False when absent.
 
     def publish(self, rows: list[OutboxRow]) -> set[uuid.UUID]:
         """Publish ``rows`` (in this order) inside the relay's transaction. Returns the event

@@ -20,8 +20,9 @@ from events.brokers import OutboxRow
 class EmbeddedBroker:
     name = "embedded"
     # Publishing sets ``sent_at`` with the position (one update per row, not two); it never
-    # refuses a row.
+    # refuses a row, and consumers read the envelopes from the table, so the relay need not.
     marks_sent = True
+    publishes_envelopes = False
 
     def publish(self, rows: list[OutboxRow]) -> set[uuid.UUID]:
         self._assign_positions(rows)
