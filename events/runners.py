@@ -237,8 +237,8 @@ class EmbeddedConsumerRunner:
                     break
                 delay = initial
                 self.healthy.set()
-                if consumed:
-                    continue
+                if consumed >= self.batch_size:
+                    continue  # a full batch: there may be more; otherwise wait for a wake
                 wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
         finally:
             wakeup.forget(wakeup.PUBLISHED, wake)
