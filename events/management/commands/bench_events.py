@@ -61,6 +61,7 @@ class _Recorder:
             handle=lambda envelope: handle_batch([envelope]),
             handle_batch=handle_batch,
             event_types=frozenset({"task.updated"}),
+            writes_for_users=False,  # as the audit consumer: history rows carry their sequence
         )
 
     def _committed(self, stamps) -> None:
