@@ -65,41 +65,47 @@ class EmbeddedConsumerRunner:
 
     # -- the log -----------------------------------------------------------------------------
 
-    def _lock_cursor(self, cursor) -> int:
-        """The consumer's position, locked until the transaction ends: one process at a time
-        reads a consumer's log (others wait, then carry on from where it stopped).
+    def _lock_and_fetch(self, cursor, limit: int) -> tuple[int, list[LogRow]]:
+        """The consumer's position, locked until the transaction ends, and up to ``limit`` log
+        rows after it, in one round trip. One process at a time reads a consumer's log
+        (others wait, then carry on from where it stopped). The rows are those the statement's
+        snapshot sees after the position; positions become visible in order, so they are
+        never a log with a hole, at worst a shorter one.
 
         The transaction waits for the disk like any other: its effects can be seen outside
         the database as soon as it commits (the frames the realtime consumer sends after
         commit, the events a consumer records, which sockets receive), so a crash must not
         lose it. A lost commit would be applied again with new events under the same
         sequence numbers, which clients that saw the first ones would never receive."""
-        select = "SELECT position FROM events_consumercursor WHERE consumer = %s FOR UPDATE"
-        cursor.execute(select, [self.consumer.name])
-        row = cursor.fetchone()
-        if row is None:
+        # The topic is a checked name (events.topics.VALID_NAME), written as a literal so the
+        # planner can use the topic's partial index.
+        select = f"""
+            WITH reader AS (
+                SELECT position FROM events_consumercursor WHERE consumer = %s FOR UPDATE
+            )
+            SELECT reader.position, log.position, log.envelope::text
+            FROM reader LEFT JOIN LATERAL (
+                SELECT position, envelope FROM events_outboxevent
+                WHERE position > reader.position AND {self._topic_predicate}
+                ORDER BY position LIMIT %s
+            ) AS log ON true
+            ORDER BY log.position
+            """  # noqa: S608
+        cursor.execute(select, [self.consumer.name, limit])
+        found = cursor.fetchall()
+        if not found:
             # A new consumer reads the log from its beginning (oldest retained event).
             cursor.execute(
                 "INSERT INTO events_consumercursor (consumer, position, updated_at) "
                 "VALUES (%s, 0, now()) ON CONFLICT (consumer) DO NOTHING",
                 [self.consumer.name],
             )
-            cursor.execute(select, [self.consumer.name])
-            row = cursor.fetchone()
-        return row[0]
-
-    def _fetch(self, cursor, after: int, limit: int) -> list[LogRow]:
-        # The topic is a checked name (events.topics.VALID_NAME), written as a literal so the
-        # planner can use the topic's partial index.
-        cursor.execute(
-            f"""
-            SELECT position, envelope::text FROM events_outboxevent
-            WHERE position > %s AND {self._topic_predicate}
-            ORDER BY position LIMIT %s
-            """,  # noqa: S608
-            [after, limit],
-        )
-        return [LogRow(position=row[0], envelope_json=row[1]) for row in cursor.fetchall()]
+            cursor.execute(select, [self.consumer.name, limit])
+            found = cursor.fetchall()
+        rows = [
+            LogRow(position=row[1], envelope_json=row[2]) for row in found if row[1] is not None
+        ]
+        return found[0][0], rows
 
     def _move_cursor(self, cursor, position: int) -> None:
         cursor.execute(
@@ -113,8 +119,7 @@ class EmbeddedConsumerRunner:
         """Apply the next batch; returns how many log rows were consumed (0: nothing new)."""
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                position = self._lock_cursor(cursor)
-                rows = self._fetch(cursor, position, self.batch_size)
+                _, rows = self._lock_and_fetch(cursor, self.batch_size)
                 if not rows:
                     return 0
                 try:
@@ -143,8 +148,7 @@ class EmbeddedConsumerRunner:
         done = 0
         while done < limit and not self.stop_event.is_set():
             with transaction.atomic(), connection.cursor() as cursor:
-                position = self._lock_cursor(cursor)
-                rows = self._fetch(cursor, position, 1)
+                position, rows = self._lock_and_fetch(cursor, 1)
             if not rows:
                 break
             row = rows[0]

@@ -170,7 +170,8 @@ def processed_event_claim(*, consumer: str, event_ids: Iterable[uuid.UUID]) -> s
             ON CONFLICT DO NOTHING
             RETURNING event_id
             """,
-            [consumer, ids],
+            # An array literal: psycopg would quote each UUID of a list in Python.
+            [consumer, "{" + ",".join(map(str, ids)) + "}"],
         )
         return {row[0] for row in cursor.fetchall()}
 
