@@ -6,9 +6,12 @@ import asyncio
 import time
 
 import pytest
+from django.db import transaction
 
+from events.audit import NAME as AUDIT
+from events.consumers import get_consumer
 from events.models import OutboxEvent, TaskHistory
-from events.runners import in_process_workers
+from events.runners import WorkerGroup, in_process_workers
 from tasks import services
 from todo_project import lifespan
 
@@ -43,3 +46,25 @@ def test_a_change_goes_through_relay_and_audit_inside_the_server_process(user_id
     assert OutboxEvent.objects.get(user_id=user_id, event_type="task.created").position is not None
     # and shutting down stopped every worker thread
     assert all(not thread.is_alive() for thread in group._threads)
+
+
+def test_a_burst_of_several_batches_goes_through_on_one_wake(user_id, settings):
+    # given batches smaller than the burst, and polling too slow to help
+    settings.EVENTS_RELAY_BATCH_SIZE = 3
+    settings.EVENTS_CONSUMER_BATCH_SIZE = 2
+    settings.EVENTS_POLL_INTERVAL_SECONDS = 60
+    group = WorkerGroup(consumers=[get_consumer(AUDIT)]).start()
+    try:
+        assert all(worker.healthy.wait(10) for worker in group.workers)
+        # when one transaction records seven events (one wake)
+        with transaction.atomic():
+            for index in range(7):
+                services.task_create(user_id=user_id, title=f"burst {index}")
+        # then the relay and the consumer go on after each full batch until the log is drained
+        recorded = TaskHistory.objects.filter(user_id=user_id)
+        started = time.monotonic()
+        while recorded.count() < 7 and time.monotonic() - started < 10:
+            time.sleep(0.01)
+    finally:
+        group.stop()
+    assert recorded.count() == 7
