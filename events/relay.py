@@ -191,12 +191,14 @@ class Relay:
         self.stop_event = threading.Event()
         self.healthy = threading.Event()
         self.published = 0
+        self._wake = threading.Event()
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()  # a loop waiting for work stops now, not after the poll interval
 
     def run(self) -> None:
-        wake = wakeup.waiter(wakeup.OUTBOX)
+        wake = self._wake = wakeup.waiter(wakeup.OUTBOX)
         initial = conf.get("EVENTS_RELAY_BACKOFF_INITIAL_SECONDS")
         delay = initial
         last_sweep = float("-inf")  # sweep once at start, then every interval
@@ -239,7 +241,8 @@ class Relay:
                     # Another relay holds earlier rows of these users; it commits soon.
                     wake.wait(0.01)
                     continue
-                wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
+                if not self.stop_event.is_set():  # stop() sets it before it wakes us
+                    wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
         finally:
             wakeup.forget(wakeup.OUTBOX, wake)
             self.broker.close()

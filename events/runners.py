@@ -59,9 +59,11 @@ class EmbeddedConsumerRunner:
         self.healthy = threading.Event()
         self.handled = 0
         self._topic_predicate = f"topics @> ARRAY['{consumer.topic}']::varchar(64)[]"
+        self._wake = threading.Event()
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()  # a loop waiting for work stops now, not after the poll interval
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -209,7 +211,7 @@ class EmbeddedConsumerRunner:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        wake = wakeup.waiter(wakeup.PUBLISHED)
+        wake = self._wake = wakeup.waiter(wakeup.PUBLISHED)
         initial = conf.get("EVENTS_RETRY_INITIAL_SECONDS")
         delay = initial
         last_lag = 0.0
@@ -243,7 +245,8 @@ class EmbeddedConsumerRunner:
                 self.healthy.set()
                 if consumed >= self.batch_size:
                     continue  # a full batch: there may be more; otherwise wait for a wake
-                wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
+                if not self.stop_event.is_set():  # stop() sets it before it wakes us
+                    wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
         finally:
             wakeup.forget(wakeup.PUBLISHED, wake)
             connection.close()

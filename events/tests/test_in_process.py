@@ -68,3 +68,5 @@ def test_a_burst_of_several_batches_goes_through_on_one_wake(user_id, settings):
     finally:
         group.stop()
     assert recorded.count() == 7
+    # and stopping did not wait for the next poll
+    assert all(not thread.is_alive() for thread in group._threads)
