@@ -14,6 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from todo_project import metrics
+from todo_project.memory import freeze_startup_heap
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def run_until_signalled(worker, *, name: str, metrics_port: int, listen: bool = 
     """Run ``worker.run()`` until it ends or SIGTERM/SIGINT arrives; then stop it gracefully."""
     from events import wakeup
 
+    freeze_startup_heap()
     server = None
     if metrics_port:
         server = ThreadingHTTPServer(("0.0.0.0", metrics_port), _handler_for(worker))  # noqa: S104

@@ -33,6 +33,7 @@ from events.runners import WorkerGroup
 from events.services import task_history_record
 from tasks.representation import task_to_dict
 from todo_project.benchmarks import no_query_log, percentile
+from todo_project.memory import freeze_startup_heap
 
 PLAN_EVENTS_PER_SECOND = 1000
 GOAL_EVENTS_PER_SECOND = 5000
@@ -118,6 +119,7 @@ class Command(BaseCommand):
     ):
         self.partitions = partitions
         no_query_log()
+        freeze_startup_heap()  # as the server and worker processes do
         if events < writers or users < writers:
             raise CommandError("--events and --users must be at least --writers")
         modes = ["embedded", "dapr"] if mode == "both" else [mode]
