@@ -1,8 +1,9 @@
 """The relay: publishes committed outbox rows and marks them sent.
 
-One pass is one transaction: claim unsent rows in id order with ``FOR UPDATE SKIP LOCKED`` (so
-relays running side by side take different rows), hold back any row whose user has an earlier
-unsent row claimed by another relay (so each user's events go out in sequence order), publish,
+One pass is one transaction: claim unsent rows in id order (``FOR UPDATE NOWAIT``, and when
+another relay holds some, ``SKIP LOCKED`` so relays running side by side take different rows),
+hold back any row whose user has an earlier unsent row claimed by another relay (so each user's
+events go out in sequence order), publish,
 mark what was accepted, commit. Nothing is marked before the broker accepted it; if the relay dies
 after publishing and before the commit, the rows stay unsent and are published again (consumers
 drop the duplicate by ``event_id``). A failed publish rolls the pass back and the relay backs off,
@@ -31,32 +32,22 @@ logger = logging.getLogger(__name__)
 LOCK_NOT_AVAILABLE = "55P03"
 
 
+# The queue of unsent rows (events_outboxpending) in id order, with what publishing needs; only
+# the queue's rows are locked.
 _CLAIM = """
-SELECT id, event_id, event_type, user_id, sequence, topics, {envelope}
-FROM events_outboxevent
-WHERE sent_at IS NULL
-ORDER BY id
+SELECT o.id, o.event_id, o.event_type, o.user_id, o.sequence, o.topics, {envelope}
+FROM events_outboxpending AS p JOIN events_outboxevent AS o ON o.id = p.id
+ORDER BY p.id
 LIMIT %s
-FOR UPDATE {wait}
+FOR UPDATE OF p {wait}
 """
 
 
-def _claim(cursor, batch_size: int, *, envelopes: bool) -> tuple[list[OutboxRow], bool]:
-    """The oldest unsent rows, locked; and whether no other relay holds any row before them.
-
-    First without skipping: if none of the oldest rows is locked, no other relay can hold an
-    earlier row of these users, and nothing needs holding back (the usual case, one relay at a
-    time). Otherwise other relays are at work: take the rows they have not locked."""
-    envelope = "envelope::text" if envelopes else "''"
-    try:
-        with transaction.atomic():
-            cursor.execute(_CLAIM.format(envelope=envelope, wait="NOWAIT"), [batch_size])
-            return _outbox_rows(cursor.fetchall()), True
-    except OperationalError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-            raise
-    cursor.execute(_CLAIM.format(envelope=envelope, wait="SKIP LOCKED"), [batch_size])
-    return _outbox_rows(cursor.fetchall()), False
+def _claim(cursor, batch_size: int, *, envelopes: bool, skip_locked: bool) -> list[OutboxRow]:
+    envelope = "o.envelope::text" if envelopes else "''"
+    wait = "SKIP LOCKED" if skip_locked else "NOWAIT"
+    cursor.execute(_CLAIM.format(envelope=envelope, wait=wait), [batch_size])
+    return _outbox_rows(cursor.fetchall())
 
 
 def _outbox_rows(rows) -> list[OutboxRow]:
@@ -78,9 +69,10 @@ def _hold_back_users_behind_others(cursor, rows: list[OutboxRow]) -> list[Outbox
     """Drop rows that have an earlier unsent row of the same user outside this claim."""
     cursor.execute(
         """
-        SELECT user_id, min(id) FROM events_outboxevent
-        WHERE sent_at IS NULL AND id < %s AND user_id = ANY(%s) AND NOT (id = ANY(%s))
-        GROUP BY user_id
+        SELECT o.user_id, min(o.id)
+        FROM events_outboxpending AS p JOIN events_outboxevent AS o ON o.id = p.id
+        WHERE p.id < %s AND o.user_id = ANY(%s) AND NOT (p.id = ANY(%s))
+        GROUP BY o.user_id
         """,
         [rows[-1].id, sorted({row.user_id for row in rows}), [row.id for row in rows]],
     )
@@ -103,19 +95,38 @@ class RelayPass:
 
 def relay_once(broker: Broker, *, batch_size: int | None = None) -> RelayPass:
     """One pass: how many rows were published and marked sent, refused by the broker, or held
-    back behind another relay's claim."""
+    back behind another relay's claim.
+
+    The claim first takes the oldest unsent rows without skipping any: if none of them is
+    locked, no other relay holds an earlier row of these users and nothing needs holding back
+    (the usual case, one relay at a time). If one is locked, other relays are at work: the pass
+    starts again and takes the rows they have not locked. (Trying inside a savepoint instead
+    would make every row lock a subtransaction's, and the update of each row after it would
+    create a multixact.)"""
     batch_size = batch_size or conf.get("EVENTS_RELAY_BATCH_SIZE")
+    try:
+        return _relay_pass(broker, batch_size, skip_locked=False)
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+    return _relay_pass(broker, batch_size, skip_locked=True)
+
+
+def _relay_pass(broker: Broker, batch_size: int, *, skip_locked: bool) -> RelayPass:
     with transaction.atomic():
         with connection.cursor() as cursor:
             # A pass only ever needs redoing, never undoing: if a crash loses this commit, the
             # rows are unsent again and go out again. So it need not wait for the disk.
             cursor.execute("SET LOCAL synchronous_commit TO off")
-            claimed, alone = _claim(
-                cursor, batch_size, envelopes=getattr(broker, "publishes_envelopes", True)
+            claimed = _claim(
+                cursor,
+                batch_size,
+                envelopes=getattr(broker, "publishes_envelopes", True),
+                skip_locked=skip_locked,
             )
             if not claimed:
                 return RelayPass()
-            rows = claimed if alone else _hold_back_users_behind_others(cursor, claimed)
+            rows = _hold_back_users_behind_others(cursor, claimed) if skip_locked else claimed
             if not rows:
                 return RelayPass(held_back=len(claimed))
             started = time.monotonic()
@@ -132,11 +143,14 @@ def relay_once(broker: Broker, *, batch_size: int | None = None) -> RelayPass:
                 )
                 metrics.RELAY_PUBLISH_ERRORS.inc(len(failed))
                 logger.warning("broker refused %d of %d events", len(failed), len(rows))
-            if sent and not getattr(broker, "marks_sent", False):
-                cursor.execute(
-                    "UPDATE events_outboxevent SET sent_at = now() WHERE id = ANY(%s)",
-                    [[row.id for row in sent]],
-                )
+            if sent:
+                sent_ids = [row.id for row in sent]
+                cursor.execute("DELETE FROM events_outboxpending WHERE id = ANY(%s)", [sent_ids])
+                if not getattr(broker, "marks_sent", False):
+                    cursor.execute(
+                        "UPDATE events_outboxevent SET sent_at = now() WHERE id = ANY(%s)",
+                        [sent_ids],
+                    )
         if sent:
             transaction.on_commit(lambda: broker.after_commit(sent))
     published = Counter((topic, row.event_type) for row in sent for topic in row.topics)
@@ -166,10 +180,10 @@ def _accepted(rows: list[OutboxRow], failed: set) -> list[OutboxRow]:
 def update_lag_metrics() -> None:
     """Age of the oldest unsent row, and dead letters waiting for an operator."""
     with connection.cursor() as cursor:
-        # The oldest unsent row is the first in id order (by its partial index): min(created_at)
-        # would read every unsent row.
+        # The oldest unsent row is the first in the queue's id order.
         cursor.execute(
-            "SELECT created_at FROM events_outboxevent WHERE sent_at IS NULL ORDER BY id LIMIT 1"
+            "SELECT o.created_at FROM events_outboxpending AS p "
+            "JOIN events_outboxevent AS o ON o.id = p.id ORDER BY p.id LIMIT 1"
         )
         row = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM events_deadletter WHERE replayed_at IS NULL")

@@ -41,7 +41,8 @@ class EventRecordingError(RuntimeError):
 
 # One round trip for any number of events: take each user's next sequence numbers (the row lock
 # on the user's counter orders their events by commit; users are counted in one sorted order)
-# and write the envelopes, numbered in the order given, with those numbers in them. Everything
+# write the envelopes, numbered in the order given, with those numbers in them, and queue them
+# for the relay (events_outboxpending). Everything
 # travels as JSON, which PostgreSQL reads in C: as text[] literals, each quote of the envelopes
 # would be escaped in Python. %(topics)s maps each event type to its topics.
 _RECORD = """
@@ -64,15 +65,21 @@ numbered AS (
            next.last_sequence - counts.n
              + row_number() OVER (PARTITION BY input.user_id ORDER BY input.ord) AS sequence
     FROM input JOIN counts USING (user_id) JOIN next USING (user_id)
+),
+inserted AS (
+    INSERT INTO events_outboxevent
+        (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error)
+    SELECT event_id, event_type, user_id, sequence,
+           ARRAY(SELECT jsonb_array_elements_text(%(topics)s::jsonb -> event_type))::varchar[],
+           jsonb_set(envelope, '{sequence}', to_jsonb(sequence)), 0, ''
+    FROM numbered
+    ORDER BY ord
+    RETURNING id, event_id, sequence
+),
+queued AS (
+    INSERT INTO events_outboxpending (id) SELECT id FROM inserted
 )
-INSERT INTO events_outboxevent
-    (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error)
-SELECT event_id, event_type, user_id, sequence,
-       ARRAY(SELECT jsonb_array_elements_text(%(topics)s::jsonb -> event_type))::varchar[],
-       jsonb_set(envelope, '{sequence}', to_jsonb(sequence)), 0, ''
-FROM numbered
-ORDER BY ord
-RETURNING event_id, sequence
+SELECT event_id, sequence FROM inserted
 """
 
 

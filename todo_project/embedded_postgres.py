@@ -36,22 +36,35 @@ def _forget_dead_handles(data_dir: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+# Settings for a single-user development server, appended below a marker after initdb. A setting
+# added here later is appended to existing servers too (the last line of a setting wins).
+_SETTINGS = {
+    "max_connections": "200",
+    "shared_buffers": "256MB",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "2GB",
+    "timezone": "'UTC'",
+    # The relay's queue (events_outboxpending) asks for a vacuum every thousand deletions; the
+    # launcher looks every 10 s instead of every minute, so claims walk few dead entries.
+    "autovacuum_naptime": "10s",
+}
+_MARKER = "# todo-backend settings"
+
+
 def _tune(data_dir: Path) -> None:
-    """Settings for a single-user development server, written once after initdb."""
     conf = data_dir / "postgresql.conf"
-    marker = "# todo-backend settings"
-    if not conf.exists() or marker in conf.read_text():
+    if not conf.exists():
+        return
+    text = conf.read_text()
+    ours = text.split(_MARKER, 1)[1] if _MARKER in text else ""
+    missing = [name for name in _SETTINGS if f"\n{name} = " not in f"\n{ours}"]
+    if not missing:
         return
     with conf.open("a") as handle:
-        handle.write(
-            f"\n{marker}\n"
-            "max_connections = 200\n"
-            "shared_buffers = 256MB\n"
-            "work_mem = 16MB\n"
-            "maintenance_work_mem = 256MB\n"
-            "max_wal_size = 2GB\n"
-            "timezone = 'UTC'\n"
-        )
+        if _MARKER not in text:
+            handle.write(f"\n{_MARKER}\n")
+        handle.writelines(f"{name} = {_SETTINGS[name]}\n" for name in missing)
 
 
 def _initialise(data_dir: Path) -> None:
@@ -100,6 +113,7 @@ def start(data_dir: Path | None = None) -> dict:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if (data_dir / "PG_VERSION").exists():
         _forget_dead_handles(data_dir)
+        _tune(data_dir)
     else:
         _initialise(data_dir)
     server = get_server(data_dir, cleanup_mode="stop")

@@ -13,7 +13,7 @@ from django.db import InterfaceError, connection
 
 from events.brokers import BrokerUnavailable
 from events.brokers.dapr import DaprBroker
-from events.models import DeadLetter, OutboxEvent
+from events.models import DeadLetter, OutboxEvent, OutboxPending
 from events.relay import relay_once
 from events.runners import DaprConsumerRunner
 from events.tests import support
@@ -107,6 +107,9 @@ def test_a_streaming_consumer_applies_and_acknowledges_each_event_once(sidecar, 
     broker = DaprBroker(pubsub_name="pubsub")
     relay_once(broker)
     OutboxEvent.objects.update(sent_at=None)
+    OutboxPending.objects.bulk_create(
+        OutboxPending(id=pk) for pk in OutboxEvent.objects.values_list("pk", flat=True)
+    )
     relay_once(broker)
 
     # when the consumer subscribes

@@ -12,7 +12,7 @@ from events.audit import NAME as AUDIT
 from events.brokers import BrokerUnavailable
 from events.brokers.embedded import EmbeddedBroker
 from events.consumers import get_consumer
-from events.models import OutboxEvent, TaskHistory
+from events.models import OutboxEvent, OutboxPending, TaskHistory
 from events.relay import Relay, relay_once
 from events.tests.support import consume_all, relay_all, run_in_threads
 from tasks import services
@@ -160,7 +160,7 @@ def test_a_users_rows_wait_behind_an_earlier_row_another_relay_holds(user_id, ot
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT id FROM events_outboxevent WHERE id = %s FOR UPDATE", [first.pk]
+                    "SELECT id FROM events_outboxpending WHERE id = %s FOR UPDATE", [first.pk]
                 )
                 claimed.set()
                 release.wait(10)
@@ -201,6 +201,10 @@ def test_refused_entries_stay_unsent_and_hold_back_that_users_later_events(user_
     assert set(
         OutboxEvent.objects.filter(sent_at__isnull=True).values_list("user_id", flat=True)
     ) == {user_id}
+    # and they, and only they, stay in the relay's queue
+    assert set(OutboxPending.objects.values_list("id", flat=True)) == set(
+        OutboxEvent.objects.filter(user_id=user_id).values_list("id", flat=True)
+    )
     refused.refresh_from_db()
     assert refused.publish_attempts == 1 and refused.last_error
     assert _counter(metrics.RELAY_PUBLISH_ERRORS) == errors + 1

@@ -411,7 +411,7 @@ def _dead_letters(cursor, like: str, names: set[str]) -> Check:
 def backlog(cursor, consumers: Iterable[ConsumerSpec], *, reminders: bool = True) -> int:
     """Work the pipeline still has: unpublished events, events of each consumer's topic past
     its cursor and (``reminders``) reminders already due. Zero means idle."""
-    cursor.execute("SELECT count(*) FROM events_outboxevent WHERE sent_at IS NULL")
+    cursor.execute("SELECT count(*) FROM events_outboxpending")
     waiting = cursor.fetchone()[0]
     for spec in consumers:
         cursor.execute(
