@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from django.core.management import CommandError, call_command
 
 from events.management.commands.export_event_schemas import schema_files
 from events.models import OutboxEvent
-from events.schemas import InvalidEnvelope, event_types, parse_envelope
+from events.schemas import InvalidEnvelope, event_types, new_event_id, parse_envelope
 from tasks import services
 
 DOCS = Path(settings.BASE_DIR) / "docs" / "events"
@@ -119,3 +120,12 @@ def test_invalid_envelopes_are_refused_with_the_reason(change, complaint):
 def test_garbage_is_an_invalid_envelope_not_a_crash(raw):
     with pytest.raises(InvalidEnvelope):
         parse_envelope(raw)
+
+
+def test_new_event_ids_are_version_7_and_grow_with_time():
+    first = new_event_id()
+    time.sleep(0.002)
+    second = new_event_id()
+    assert (first.version, first.variant) == (7, uuid.RFC_4122)
+    assert second.int >> 80 > first.int >> 80  # the millisecond prefix
+    assert abs((first.int >> 80) - time.time_ns() // 1_000_000) < 1000
