@@ -32,21 +32,25 @@ logger = logging.getLogger(__name__)
 LOCK_NOT_AVAILABLE = "55P03"
 
 
-# The queue of unsent rows (events_outboxpending) in id order, with what publishing needs; only
-# the queue's rows are locked.
-_CLAIM = """
-SELECT o.id, o.event_id, o.event_type, o.user_id, o.sequence, o.topics, {envelope}
-FROM events_outboxpending AS p JOIN events_outboxevent AS o ON o.id = p.id
-ORDER BY p.id
-LIMIT %s
-FOR UPDATE OF p {wait}
-"""
-
-
 def _claim(cursor, batch_size: int, *, envelopes: bool, skip_locked: bool) -> list[OutboxRow]:
-    envelope = "o.envelope::text" if envelopes else "''"
+    """Lock the first ``batch_size`` ids of the queue of unsent rows, then read those rows.
+
+    Two statements, not a join: planning a join of the two tables probes the ends of the queue's
+    index, where the entries of rows published since the queue's last vacuum lie (2 ms a pass)."""
     wait = "SKIP LOCKED" if skip_locked else "NOWAIT"
-    cursor.execute(_CLAIM.format(envelope=envelope, wait=wait), [batch_size])
+    cursor.execute(
+        f"SELECT id FROM events_outboxpending ORDER BY id LIMIT %s FOR UPDATE {wait}",  # noqa: S608
+        [batch_size],
+    )
+    ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    envelope = "envelope::text" if envelopes else "''"
+    cursor.execute(
+        f"SELECT id, event_id, event_type, user_id, sequence, topics, {envelope} "  # noqa: S608
+        "FROM events_outboxevent WHERE id = ANY(%s) ORDER BY id",
+        [ids],
+    )
     return _outbox_rows(cursor.fetchall())
 
 
@@ -182,8 +186,8 @@ def update_lag_metrics() -> None:
     with connection.cursor() as cursor:
         # The oldest unsent row is the first in the queue's id order.
         cursor.execute(
-            "SELECT o.created_at FROM events_outboxpending AS p "
-            "JOIN events_outboxevent AS o ON o.id = p.id ORDER BY p.id LIMIT 1"
+            "SELECT created_at FROM events_outboxevent "
+            "WHERE id = (SELECT min(id) FROM events_outboxpending)"
         )
         row = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM events_deadletter WHERE replayed_at IS NULL")
