@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 def _set_up() -> None:
     import django
@@ -16,16 +18,41 @@ def _set_up() -> None:
     freeze_startup_heap()  # as the servers whose writes this stands for
 
 
-def write_changes(users: list[str], task_ids: list[int], changes: int, per_transaction: int, start):
-    """``changes`` title updates through ``tasks.services``, round robin over the given tasks."""
+class _Pace:
+    """Holds a writer to ``rate`` events/s (``None``: as fast as it can). A writer that falls
+    behind catches up without pausing: the load is offered on a schedule, not in reply to the
+    pipeline."""
+
+    def __init__(self, rate: float | None):
+        self.interval = 1 / rate if rate else 0.0
+        self.due: float | None = None
+
+    def before(self, events: int) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.due is None:
+            self.due = now
+        if self.due > now:
+            time.sleep(self.due - now)
+        self.due += events * self.interval
+
+
+def write_changes(
+    users: list[str], task_ids: list[int], changes: int, per_transaction: int, rate, start
+):
+    """``changes`` title updates through ``tasks.services``, round robin over the given tasks,
+    at ``rate`` changes/s."""
     _set_up()
     from django.db import connection, transaction
 
     from tasks import services
 
+    pace = _Pace(rate)
     start.wait()
     index = 0
     while index < changes:
+        pace.before(min(per_transaction, changes - index))
         with transaction.atomic():
             for _ in range(min(per_transaction, changes - index)):
                 slot = index % len(users)
@@ -39,18 +66,20 @@ def write_changes(users: list[str], task_ids: list[int], changes: int, per_trans
 
 
 def record_events(
-    users: list[str], snapshots: list[dict], events: int, per_transaction: int, start
+    users: list[str], snapshots: list[dict], events: int, per_transaction: int, rate, start
 ):
-    """``events`` ``task.updated`` events recorded straight into the outbox (no task write):
-    loads the pipeline harder than the task services can."""
+    """``events`` ``task.updated`` events recorded straight into the outbox (no task write), at
+    ``rate`` events/s: loads the pipeline harder than the task services can."""
     _set_up()
     from django.db import connection, transaction
 
     from events.services import NewEvent, event_records
 
+    pace = _Pace(rate)
     start.wait()
     index = 0
     while index < events:
+        pace.before(min(per_transaction, events - index))
         batch = []
         for _ in range(min(per_transaction, events - index)):
             slot = index % len(users)

@@ -102,6 +102,14 @@ class Command(BaseCommand):
             help="Partitions of the in-process Dapr sidecar's topics (messages in flight per "
             "consumer, as on a Kafka topic with that many partitions).",
         )
+        parser.add_argument(
+            "--rate",
+            type=int,
+            default=None,
+            help="Events/s the writers offer in the live run, together (default: as fast as "
+            "they can, which measures the most the machine sustains; a rate measures the "
+            "latency at that load).",
+        )
         parser.add_argument("--write", action="store_true", help="Update docs/performance.md.")
 
     def handle(
@@ -114,10 +122,12 @@ class Command(BaseCommand):
         mode,
         source,
         partitions,
+        rate,
         write,
         **options,
     ):
         self.partitions = partitions
+        self.rate = rate
         no_query_log()
         freeze_startup_heap()  # as the server and worker processes do
         if events < writers or users < writers:
@@ -128,7 +138,8 @@ class Command(BaseCommand):
             for backlog in (False, True):
                 self.stdout.write(
                     f"{name}, {'backlog' if backlog else 'live'}: {events} changes, "
-                    f"{users} users, {writers} writers ..."
+                    f"{users} users, {writers} writers"
+                    f"{f', {self.rate}/s offered' if self.rate and not backlog else ''} ..."
                 )
                 result = self._run(
                     name, events, users, writers, per_transaction, backlog=backlog, source=source
@@ -182,6 +193,7 @@ class Command(BaseCommand):
                 events,
                 writers,
                 per_transaction,
+                rate=None if backlog else self.rate,
                 target=record_events if source == "outbox" else write_changes,
             )
             if backlog:
@@ -224,7 +236,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _write_changes(
-        user_ids, targets, events, writers, per_transaction, *, target
+        user_ids, targets, events, writers, per_transaction, *, rate, target
     ) -> tuple[float, float]:
         context = multiprocessing.get_context("spawn")
         start = context.Event()
@@ -235,7 +247,14 @@ class Command(BaseCommand):
             count = share if index < writers - 1 else events - share * (writers - 1)
             process = context.Process(
                 target=target,
-                args=(user_ids[mine], targets[mine], count, per_transaction, start),
+                args=(
+                    user_ids[mine],
+                    targets[mine],
+                    count,
+                    per_transaction,
+                    rate / writers if rate else None,
+                    start,
+                ),
                 daemon=True,
             )
             process.start()
@@ -262,8 +281,9 @@ class Command(BaseCommand):
     def _write(self, results, events, users, writers, per_transaction, source) -> None:
         """Replace this configuration's block in docs/performance.md (other blocks stay)."""
         path = Path(settings.BASE_DIR) / "docs" / "performance.md"
-        begin = f"<!-- bench_events {source} x{per_transaction}:begin -->"
-        end = f"<!-- bench_events {source} x{per_transaction}:end -->"
+        paced = f" at {self.rate}" if self.rate else ""
+        begin = f"<!-- bench_events {source} x{per_transaction}{paced}:begin -->"
+        end = f"<!-- bench_events {source} x{per_transaction}{paced}:end -->"
 
         def cell(value, spec):
             return "-" if value is None else format(value, spec)
@@ -287,10 +307,17 @@ class Command(BaseCommand):
         command = (
             f"python manage.py bench_events --source {source} --events {events} "
             f"--users {users} --writers {writers} --per-transaction {per_transaction} "
-            f"--partitions {self.partitions}"
+            f"--partitions {self.partitions}" + (f" --rate {self.rate}" if self.rate else "")
+        )
+        offered = (
+            f"In the live run the writers offer {self.rate:,} events/s between them, on a "
+            f"schedule; the rest of the machine's capacity is headroom."
+            if self.rate
+            else "In the live run the writers go as fast as they can: the figures are what the "
+            "machine sustains with writers and pipeline sharing its cores."
         )
         block = f"""{begin}
-### Events from {source}, {per_transaction} per transaction
+### Events from {source}, {per_transaction} per transaction{f", {self.rate:,} offered per second" if self.rate else ""}
 
 ```
 {command}
@@ -302,6 +329,7 @@ a consumer writing one history row per event run as threads, as in the embedded 
 through the in-process sidecar, {self.partitions} partitions). *live*: writers and pipeline together, latency
 from the envelope's timestamp (just before the change commits) to the consumer's commit;
 *backlog*: everything written first, then drained: the pipeline's own capacity.
+{offered}
 Plan: {PLAN_EVENTS_PER_SECOND:,} events/s. Goal: >= {GOAL_EVENTS_PER_SECOND:,} events/s sustained,
 p95 <= {GOAL_P95_MS} ms commit-to-consumer (embedded).
 
