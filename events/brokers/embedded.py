@@ -30,26 +30,23 @@ class EmbeddedBroker:
 
     def _assign_positions(self, rows: list[OutboxRow]) -> None:
         with connection.cursor() as cursor:
-            # Locks the head until the relay's transaction ends.
-            cursor.execute(
-                "UPDATE events_eventloghead SET last_position = last_position + %s "
-                "WHERE id = 1 RETURNING last_position",
-                [len(rows)],
-            )
-            row = cursor.fetchone()
-            if row is None:
-                self._create_head(cursor)
-                self._assign_positions(rows)
-                return
-            first = row[0] - len(rows)
+            # Moving the head locks it until the relay's transaction ends.
             cursor.execute(
                 """
-                UPDATE events_outboxevent AS o SET position = %s + n.ordinality, sent_at = now()
-                FROM unnest(%s::bigint[]) WITH ORDINALITY AS n(id, ordinality)
+                WITH head AS (
+                    UPDATE events_eventloghead SET last_position = last_position + %(count)s
+                    WHERE id = 1 RETURNING last_position - %(count)s AS first
+                )
+                UPDATE events_outboxevent AS o
+                SET position = head.first + n.ordinality, sent_at = now()
+                FROM head, unnest(%(ids)s::bigint[]) WITH ORDINALITY AS n(id, ordinality)
                 WHERE o.id = n.id
                 """,
-                [first, [row.id for row in rows]],
+                {"count": len(rows), "ids": [row.id for row in rows]},
             )
+            if cursor.rowcount == 0:  # no head row yet
+                self._create_head(cursor)
+                self._assign_positions(rows)
 
     @staticmethod
     def _create_head(cursor) -> None:
