@@ -37,4 +37,4 @@ def create_notifications(envelopes) -> None:
     handle_batch=create_notifications,
 )
 def create_notification(envelope) -> None:
-    services.notifications_create_for_triggers([_trigger(envelope)])
+    create_notifications([envelope])

@@ -386,28 +386,6 @@ class Trigger(NamedTuple):
     due_at: datetime | None
 
 
-def notification_create_for_trigger(
-    *,
-    user_id: str,
-    task_id: int,
-    remind_at: datetime,
-    fired_at: datetime,
-    title: str,
-    due_at: datetime | None,
-) -> Notification | None:
-    """The inbox entry for a fired reminder (a ``reminder.triggered``). A repeated trigger of
-    the same firing gives the existing notification back and records nothing; a trigger whose
-    reminder does not belong to ``user_id`` gives nothing at all."""
-    trigger = Trigger(user_id, task_id, remind_at, fired_at, title, due_at)
-    with transaction.atomic():
-        created = notifications_create_for_triggers([trigger])
-        if created:
-            return created[0]
-        return Notification.objects.filter(
-            user_id=user_id, task_id=task_id, remind_at=remind_at
-        ).first()
-
-
 def notifications_create_for_triggers(triggers: Sequence[Trigger]) -> list[Notification]:
     """One inbox entry per firing, for a batch of triggers; returns the entries created.
 

@@ -522,13 +522,17 @@ def owned_by_a(other_user_id):
         due_date=timezone.now() + timedelta(days=1),
         reminder_time="1h",
     )
-    notification = reminders.notification_create_for_trigger(
-        user_id=user_a,
-        task_id=task.pk,
-        remind_at=task.remind_at,
-        fired_at=timezone.now(),
-        title=task.title,
-        due_at=task.due_at,
+    (notification,) = reminders.notifications_create_for_triggers(
+        [
+            reminders.Trigger(
+                user_id=user_a,
+                task_id=task.pk,
+                remind_at=task.remind_at,
+                fired_at=timezone.now(),
+                title=task.title,
+                due_at=task.due_at,
+            )
+        ]
     )
     return {"user": user_a, "task_id": task.pk, "notification_id": notification.pk}
 
