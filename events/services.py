@@ -40,11 +40,11 @@ class EventRecordingError(RuntimeError):
 
 
 # One round trip for any number of events: take each user's next sequence numbers (the row lock
-# on the user's counter orders their events by commit; users are counted in one sorted order)
+# on the user's counter orders their events by commit; users are counted in one sorted order),
 # write the envelopes, numbered in the order given, with those numbers in them, and queue them
-# for the relay (events_outboxpending). Everything
-# travels as JSON, which PostgreSQL reads in C: as text[] literals, each quote of the envelopes
-# would be escaped in Python. %(topics)s maps each event type to its topics.
+# for the relay (events_outboxpending). Everything travels as JSON, which PostgreSQL reads in C:
+# as text[] literals, each quote of the envelopes would be escaped in Python. %(topics)s maps
+# each event type to its topics.
 _RECORD = """
 WITH input AS (
     SELECT e.envelope, e.envelope->>'user_id' AS user_id, e.envelope->>'event_type' AS event_type,
