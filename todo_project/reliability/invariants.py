@@ -125,8 +125,10 @@ def _when(value) -> datetime | None:
 def _events(cursor, like: str) -> list[_Event]:
     cursor.execute(
         "SELECT event_id::text, user_id, sequence, event_type, topics, "
-        "position IS NOT NULL AND sent_at IS NOT NULL, envelope->'payload' "
-        "FROM events_outboxevent WHERE user_id LIKE %s ORDER BY user_id, sequence",
+        # published: in the log, marked sent, and out of the relay's queue
+        "position IS NOT NULL AND sent_at IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM events_outboxpending p WHERE p.id = o.id), envelope->'payload' "
+        "FROM events_outboxevent o WHERE user_id LIKE %s ORDER BY user_id, sequence",
         [like],
     )
     events = []

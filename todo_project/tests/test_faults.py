@@ -183,7 +183,7 @@ def test_kill_9_of_relay_and_consumer_mid_stream_loses_and_repeats_nothing(worke
 def test_the_invariants_catch_a_lost_event_and_a_double_application(user_id):
     # given a consistent pipeline state
     from events.consumers import get_consumer
-    from events.models import OutboxEvent, ProcessedEvent
+    from events.models import OutboxEvent, OutboxPending, ProcessedEvent
     from events.tests.support import consume_all, relay_all
     from tasks.models import Task
 
@@ -204,6 +204,16 @@ def test_the_invariants_catch_a_lost_event_and_a_double_application(user_id):
     with connection.cursor() as cursor:
         report = invariants.check(cursor, user_prefix=user, consumers=specs, ledger=ledger)
     assert report.ok, report.problems()
+
+    # and a published event still in the relay's queue (it would go out again) is reported
+    published = OutboxEvent.objects.filter(user_id=user).first()
+    queued = OutboxPending.objects.create(id=published.pk)
+    with connection.cursor() as cursor:
+        report = invariants.check(cursor, user_prefix=user, consumers=specs, ledger=ledger)
+    assert {check.name for check in report.checks if check.problems} == {
+        "every event was published to the log"
+    }
+    queued.delete()
 
     # when an event disappears, an idempotency key is lost and a second next instance appears
     OutboxEvent.objects.filter(user_id=user, event_type="task.completed").delete()
