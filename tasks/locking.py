@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from django.db import connection
 
 # A user's lock is the advisory lock keyed by this hash of the user id.
-_KEY_SEED = 7411
+USER_LOCK_SEED = 7411
 
 
 def lock_user(user_id: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", [user_id, _KEY_SEED]
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", [user_id, USER_LOCK_SEED]
         )
 
 
@@ -37,6 +37,6 @@ def lock_users(user_ids: Iterable[str]) -> list[str]:
             cursor.execute(
                 "SELECT count(pg_advisory_xact_lock(hashtextextended(u, %s))) "
                 "FROM unnest(%s::text[]) AS u",
-                [_KEY_SEED, ordered],
+                [USER_LOCK_SEED, ordered],
             )
     return ordered

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from tasks.locking import lock_user, lock_users
+from tasks.locking import USER_LOCK_SEED, lock_user, lock_users
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +18,8 @@ def _held_elsewhere(user_id: str) -> bool:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 7411))", [user_id]
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, %s))",
+                    [user_id, USER_LOCK_SEED],
                 )
                 result["free"] = cursor.fetchone()[0]
         finally:
