@@ -207,14 +207,15 @@ class Relay:
         self.stop_event = threading.Event()
         self.healthy = threading.Event()
         self.published = 0
-        self._wake = threading.Event()
 
     def stop(self) -> None:
         self.stop_event.set()
-        self._wake.set()  # a loop waiting for work stops now, not after the poll interval
+        # A loop waiting for work stops now, not after the poll interval (the others woken
+        # with it look once more and wait again).
+        wakeup.wake_local(wakeup.OUTBOX)
 
     def run(self) -> None:
-        wake = self._wake = wakeup.waiter(wakeup.OUTBOX)
+        wake = wakeup.waiter(wakeup.OUTBOX)
         initial = conf.get("EVENTS_RELAY_BACKOFF_INITIAL_SECONDS")
         delay = initial
         last_sweep = float("-inf")  # sweep once at start, then every interval

@@ -59,11 +59,12 @@ class EmbeddedConsumerRunner:
         self.healthy = threading.Event()
         self.handled = 0
         self._topic_predicate = f"topics @> ARRAY['{consumer.topic}']::varchar(64)[]"
-        self._wake = threading.Event()
 
     def stop(self) -> None:
         self.stop_event.set()
-        self._wake.set()  # a loop waiting for work stops now, not after the poll interval
+        # A loop waiting for work stops now, not after the poll interval (the others woken
+        # with it look once more and wait again).
+        wakeup.wake_local(wakeup.PUBLISHED)
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ class EmbeddedConsumerRunner:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        wake = self._wake = wakeup.waiter(wakeup.PUBLISHED)
+        wake = wakeup.waiter(wakeup.PUBLISHED)
         initial = conf.get("EVENTS_RETRY_INITIAL_SECONDS")
         delay = initial
         last_lag = 0.0
