@@ -99,7 +99,7 @@ class DeadLetterAdmin(_ReadOnly):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(_ReadOnly):
-    list_display = ("id", "event_type", "user_id", "sequence", "created_at", "sent_at", "position")
+    list_display = ("id", "event_type", "user_id", "sequence", "created_at", "sent_at")
     list_filter = ("event_type",)
     search_fields = ("=event_id", "=user_id")
     ordering = ("-id",)
@@ -111,7 +111,7 @@ class OutboxEventAdmin(_ReadOnly):
 
 @admin.register(ConsumerCursor)
 class ConsumerCursorAdmin(_ReadOnly):
-    list_display = ("consumer", "position", "updated_at")
+    list_display = ("consumer", "snapshot", "span_snapshot", "updated_at")
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -2,12 +2,10 @@
 
 - ``UserEventSequence``: the last sequence number of each user's events (gapless, transactional).
 - ``OutboxEvent``: every recorded event, written in the transaction of the change it describes.
-  The relay publishes it and sets ``sent_at``; in the embedded mode publishing also gives it its
-  ``position`` in the log that consumers read.
-- ``OutboxPending``: the ids of outbox rows not yet published, the relay's queue.
-- ``EventLogHead``: one row holding the last log position; relays lock it while they publish to the
-  embedded log, which makes positions follow commit order.
-- ``ConsumerCursor``: how far each embedded consumer has read the log.
+  In the embedded mode it is the log that consumers read (``events.log``) from the moment it
+  commits; with Dapr the relay publishes it and sets ``sent_at``.
+- ``OutboxPending``: the ids of outbox rows the relay has not yet handled, the relay's queue.
+- ``ConsumerCursor``: how far each embedded consumer has read the log, as a snapshot.
 - ``ProcessedEvent``: ``(consumer, event_id)`` written with the consumer's effect (idempotency).
 - ``DeadLetter``: messages a consumer could not handle, with the error, until replayed.
 - ``TaskHistory``: the audit consumer's record of each task's events.
@@ -29,6 +27,9 @@ NAME_MAX_LENGTH = 64
 class UserEventSequence(models.Model):
     user_id = models.CharField(max_length=USER_ID_MAX_LENGTH, primary_key=True)
     last_sequence = models.BigIntegerField()
+    last_log_key = models.BigIntegerField(
+        db_default=0, help_text="The log key of the user's last event (see OutboxEvent)."
+    )
 
     class Meta:
         constraints = [
@@ -40,6 +41,16 @@ class UserEventSequence(models.Model):
 
 
 class OutboxEvent(models.Model):
+    """One recorded event.
+
+    ``transaction_id`` is the id of the transaction that wrote it: the row is visible exactly
+    when that transaction has committed, which a snapshot answers (``events.log``).
+    ``log_key`` orders one user's events: the larger of that id and the user's previous
+    event's key. (A transaction can get its id before it waits for the user's counter, so the
+    user's next event may come from a transaction with a smaller id.) Within a user, ids grow
+    too: they are taken after the counter's lock.
+    """
+
     id = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=NAME_MAX_LENGTH)
@@ -49,30 +60,23 @@ class OutboxEvent(models.Model):
     envelope = models.JSONField()
     created_at = models.DateTimeField(db_default=Now())
     sent_at = models.DateTimeField(null=True, blank=True)
-    position = models.BigIntegerField(null=True, blank=True)
+    transaction_id = models.BigIntegerField()
+    log_key = models.BigIntegerField()
     publish_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user_id", "sequence"], name="outbox_user_sequence"),
-            models.UniqueConstraint(
-                fields=["position"],
-                name="outbox_position_unique",
-                condition=Q(position__isnull=False),
-            ),
             models.CheckConstraint(condition=Q(sequence__gte=1), name="outbox_sequence_positive"),
-            models.CheckConstraint(
-                condition=Q(position__isnull=True) | Q(sent_at__isnull=False),
-                name="outbox_position_only_when_sent",
-            ),
         ]
         indexes = [
+            models.Index(fields=["log_key", "id"], name="outbox_log_idx"),
             # a sparse topic gets its own index, so its consumers don't scan every task event
             models.Index(
-                fields=["position"],
-                name="outbox_reminders_pos_idx",
-                condition=Q(position__isnull=False, topics__contains=[topics.REMINDERS]),
+                fields=["log_key", "id"],
+                name="outbox_reminders_log_idx",
+                condition=Q(topics__contains=[topics.REMINDERS]),
             ),
         ]
 
@@ -81,8 +85,9 @@ class OutboxEvent(models.Model):
 
 
 class OutboxPending(models.Model):
-    """An outbox row not yet published, by id: written with the row, deleted when the relay
-    marks it sent (a refused row stays).
+    """An outbox row the relay has not handled, by id: written with the row, deleted when the
+    relay has published it (a refused row stays). The embedded relay only deletes it: there,
+    the row was in the log when it committed.
 
     The relay's claim reads this small table in id order. An index of unsent rows on the outbox
     itself kept, in front of the unsent entries, one entry for every row sent since the big
@@ -100,24 +105,23 @@ class OutboxPending(models.Model):
         return f"unsent outbox row {self.id}"
 
 
-class EventLogHead(models.Model):
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    last_position = models.BigIntegerField(default=0)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="event_log_head_single")]
-
-    def __str__(self) -> str:
-        return f"log head at {self.last_position}"
-
-
 class ConsumerCursor(models.Model):
+    """Where an embedded consumer is in the log (``events.log``).
+
+    ``snapshot`` (a ``pg_snapshot`` as text): every event whose transaction this snapshot sees
+    as committed has been read. While a span of the log is read in batches, ``span_snapshot``
+    is its end and ``span_after_key``/``span_after_id`` the last event read from it.
+    """
+
     consumer = models.CharField(max_length=NAME_MAX_LENGTH, primary_key=True)
-    position = models.BigIntegerField(default=0)
+    snapshot = models.TextField(default="1:1:")
+    span_snapshot = models.TextField(null=True, blank=True)  # noqa: DJ001 (NULL: no span)
+    span_after_key = models.BigIntegerField(null=True, blank=True)
+    span_after_id = models.BigIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(db_default=Now())
 
     def __str__(self) -> str:
-        return f"{self.consumer} at {self.position}"
+        return f"{self.consumer} at {self.snapshot}"
 
 
 class ProcessedEvent(models.Model):

@@ -8,6 +8,9 @@ mark what was accepted, commit. Nothing is marked before the broker accepted it;
 after publishing and before the commit, the rows stay unsent and are published again (consumers
 drop the duplicate by ``event_id``). A failed publish rolls the pass back and the relay backs off,
 doubling the pause up to a cap.
+
+With the embedded broker there is nothing to publish (consumers read the outbox itself): a pass
+only takes the rows out of the queue.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def _relay_pass(broker: Broker, batch_size: int, *, skip_locked: bool) -> RelayP
             if sent:
                 sent_ids = [row.id for row in sent]
                 cursor.execute("DELETE FROM events_outboxpending WHERE id = ANY(%s)", [sent_ids])
-                if not getattr(broker, "marks_sent", False):
+                if getattr(broker, "stamps_sent_at", True):
                     cursor.execute(
                         "UPDATE events_outboxevent SET sent_at = now() WHERE id = ANY(%s)",
                         [sent_ids],

@@ -1,7 +1,7 @@
 """Running consumers and relays: one loop per consumer, on either transport.
 
-- ``EmbeddedConsumerRunner`` reads the embedded log (published outbox rows, by position) with a
-  cursor per consumer. A batch is applied in one transaction with its cursor move; if a handler
+- ``EmbeddedConsumerRunner`` reads the embedded log (the committed outbox rows, ``events.log``)
+  with a cursor per consumer. A batch is applied in one transaction with its cursor move; if a handler
   fails, the batch is rolled back and replayed one event at a time, so the failing event retries
   and at worst becomes a dead letter while the events behind it go on.
 - ``DaprConsumerRunner`` reads a Dapr streaming subscription (``DaprClient.subscribe``) and answers
@@ -21,11 +21,10 @@ import queue
 import threading
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from django.db import DatabaseError, connection, transaction
 
-from events import conf, wakeup
+from events import conf, log, wakeup
 from events.consumers import Consumer, all_consumers
 from events.processing import (
     DatabaseUnavailable,
@@ -45,12 +44,6 @@ from todo_project import metrics
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LogRow:
-    position: int
-    envelope_json: str
-
-
 class EmbeddedConsumerRunner:
     def __init__(self, consumer: Consumer, *, batch_size: int | None = None):
         self.consumer = consumer
@@ -58,7 +51,8 @@ class EmbeddedConsumerRunner:
         self.stop_event = threading.Event()
         self.healthy = threading.Event()
         self.handled = 0
-        self._topic_predicate = f"topics @> ARRAY['{consumer.topic}']::varchar(64)[]"
+        self._has_cursor = False
+        self._cursor: log.CursorState | None = None  # as this runner last left it
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -68,65 +62,67 @@ class EmbeddedConsumerRunner:
 
     # -- the log -----------------------------------------------------------------------------
 
-    def _lock_and_fetch(self, cursor, limit: int) -> tuple[int, list[LogRow]]:
-        """The consumer's position, locked until the transaction ends, and up to ``limit`` log
-        rows after it, in one round trip. One process at a time reads a consumer's log
-        (others wait, then carry on from where it stopped). The rows are those the statement's
-        snapshot sees after the position; positions become visible in order, so they are
-        never a log with a hole, at worst a shorter one.
+    def _read(self, cursor, limit: int) -> log.Batch:
+        """The consumer's cursor, locked until the transaction ends, and up to ``limit`` rows
+        after it (``events.log.read``).
 
         The transaction waits for the disk like any other: its effects can be seen outside
         the database as soon as it commits (the frames the realtime consumer sends after
         commit, the events a consumer records, which sockets receive), so a crash must not
         lose it. A lost commit would be applied again with new events under the same
         sequence numbers, which clients that saw the first ones would never receive."""
-        # The topic is a checked name (events.topics.VALID_NAME), written as a literal so the
-        # planner can use the topic's partial index.
-        select = f"""
-            WITH reader AS (
-                SELECT position FROM events_consumercursor WHERE consumer = %s FOR UPDATE
-            )
-            SELECT reader.position, log.position, log.envelope::text
-            FROM reader LEFT JOIN LATERAL (
-                SELECT position, envelope FROM events_outboxevent
-                WHERE position > reader.position AND {self._topic_predicate}
-                ORDER BY position LIMIT %s
-            ) AS log ON true
-            ORDER BY log.position
-            """  # noqa: S608
-        cursor.execute(select, [self.consumer.name, limit])
-        found = cursor.fetchall()
-        if not found:
-            # A new consumer reads the log from its beginning (oldest retained event).
-            cursor.execute(
-                "INSERT INTO events_consumercursor (consumer, position, updated_at) "
-                "VALUES (%s, 0, now()) ON CONFLICT (consumer) DO NOTHING",
-                [self.consumer.name],
-            )
-            cursor.execute(select, [self.consumer.name, limit])
-            found = cursor.fetchall()
-        rows = [
-            LogRow(position=row[1], envelope_json=row[2]) for row in found if row[1] is not None
-        ]
-        return found[0][0], rows
-
-    def _move_cursor(self, cursor, position: int) -> None:
-        cursor.execute(
-            "UPDATE events_consumercursor SET position = %s, updated_at = now() WHERE consumer = %s",
-            [position, self.consumer.name],
+        return log.read(
+            cursor,
+            consumer=self.consumer.name,
+            topic=self.consumer.topic,
+            limit=limit,
+            known=self._cursor,
         )
+
+    def _advance(self, cursor, batch: log.Batch, limit: int, *, check: bool = False) -> bool:
+        moved = log.advance(
+            cursor, consumer=self.consumer.name, batch=batch, limit=limit, check=check
+        )
+        # Kept for the next read, which checks it against the row (a rollback makes it stale).
+        self._cursor = moved
+        return moved is not None
+
+    def _ensure_cursor(self) -> None:
+        if not self._has_cursor:
+            with connection.cursor() as cursor:
+                log.cursor_create(cursor, consumer=self.consumer.name)
+            self._has_cursor = True
+
+    def _with_cursor(self, attempt):
+        """Run ``attempt`` (a transaction that reads the log), creating the cursor first if
+        the consumer has none."""
+        self._ensure_cursor()
+        try:
+            return attempt()
+        except log.CursorMissing:
+            self._has_cursor = False
+            self._ensure_cursor()
+            return attempt()
 
     # -- one poll ------------------------------------------------------------------------------
 
     def poll(self) -> int:
         """Apply the next batch; returns how many log rows were consumed (0: nothing new)."""
+        while True:
+            consumed, finished_span = self._with_cursor(self._poll_once)
+            # A span that ended exactly at a full batch: its end is recorded, now read after it.
+            if consumed or not finished_span:
+                return consumed
+
+    def _poll_once(self) -> tuple[int, bool]:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                _, rows = self._lock_and_fetch(cursor, self.batch_size)
-                if not rows:
-                    return 0
+                batch = self._read(cursor, self.batch_size)
+                if not batch.rows:
+                    self._advance(cursor, batch, self.batch_size)
+                    return 0, batch.in_span
                 try:
-                    envelopes = [parse_envelope(row.envelope_json) for row in rows]
+                    envelopes = [parse_envelope(row.envelope_json) for row in batch.rows]
                     outcomes = apply_batch_in_transaction(self.consumer, envelopes)
                 except EventFailed:
                     raise
@@ -135,43 +131,49 @@ class EmbeddedConsumerRunner:
                     if database_down(exc):
                         raise
                     raise EventFailed(None) from exc
-                self._move_cursor(cursor, rows[-1].position)
+                self._advance(cursor, batch, self.batch_size)
         except EventFailed as failed:
-            return self._one_at_a_time(len(rows), failed_event_id=failed.event_id)
+            return self._one_at_a_time(len(batch.rows), failed_event_id=failed.event_id), False
         except DatabaseError as exc:
             if database_down(exc):
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
         count(self.consumer, outcomes)
-        self.handled += len(rows)
-        return len(rows)
+        self.handled += len(batch.rows)
+        return len(batch.rows), False
+
+    def _read_one(self) -> log.Batch:
+        with transaction.atomic(), connection.cursor() as cursor:
+            batch = self._read(cursor, 1)
+            if not batch.rows:  # the end of a span is recorded now
+                self._advance(cursor, batch, 1)
+            return batch
 
     def _one_at_a_time(self, limit: int, *, failed_event_id=None) -> int:
         """After a failed batch: each event in its own transaction, with retries."""
         done = 0
         while done < limit and not self.stop_event.is_set():
-            with transaction.atomic(), connection.cursor() as cursor:
-                position, rows = self._lock_and_fetch(cursor, 1)
-            if not rows:
+            batch = self._with_cursor(self._read_one)
+            if not batch.rows:
+                if batch.in_span:
+                    continue  # read on after the span
                 break
-            row = rows[0]
             try:
-                self._deliver_row(position, row, failed_event_id=failed_event_id)
+                self._deliver_row(batch, failed_event_id=failed_event_id)
             except Superseded:
-                logger.info("%s: another process moved past %s", self.consumer.name, row.position)
+                logger.info(
+                    "%s: another process moved past %s", self.consumer.name, batch.rows[0].id
+                )
             done += 1
         self.handled += done
         return done
 
-    def _deliver_row(self, position: int, row: LogRow, *, failed_event_id=None) -> None:
+    def _deliver_row(self, batch: log.Batch, *, failed_event_id=None) -> None:
+        (row,) = batch.rows
+
         def advance():
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE events_consumercursor SET position = %s, updated_at = now() "
-                    "WHERE consumer = %s AND position = %s",
-                    [row.position, self.consumer.name, position],
-                )
-                if cursor.rowcount != 1:
+                if not self._advance(cursor, batch, 1, check=True):
                     raise Superseded()
 
         try:
@@ -201,13 +203,10 @@ class EmbeddedConsumerRunner:
 
     def update_lag_metric(self) -> None:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT h.last_position - coalesce(c.position, 0) FROM events_eventloghead h "
-                "LEFT JOIN events_consumercursor c ON c.consumer = %s WHERE h.id = 1",
-                [self.consumer.name],
+            unread = log.unread_count(
+                cursor, consumer=self.consumer.name, topic=self.consumer.topic
             )
-            row = cursor.fetchone()
-        metrics.CONSUMER_LAG.labels(consumer=self.consumer.name).set(row[0] if row else 0)
+        metrics.CONSUMER_LAG.labels(consumer=self.consumer.name).set(unread)
 
     # -- the loop ------------------------------------------------------------------------------
 

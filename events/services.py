@@ -42,37 +42,45 @@ class EventRecordingError(RuntimeError):
 # One round trip for any number of events: take each user's next sequence numbers (the row lock
 # on the user's counter orders their events by commit; users are counted in one sorted order),
 # write the envelopes, numbered in the order given, with those numbers in them, and queue them
-# for the relay (events_outboxpending). Everything travels as JSON, which PostgreSQL reads in C:
-# as text[] literals, each quote of the envelopes would be escaped in Python. %(topics)s maps
-# each event type to its topics.
+# for the relay (events_outboxpending). Each row carries this transaction's id and its log key,
+# which keeps the user's keys from going down (``OutboxEvent``). Everything travels as JSON,
+# which PostgreSQL reads in C: as text[] literals, each quote of the envelopes would be escaped
+# in Python. %(topics)s maps each event type to its topics.
 _RECORD = """
 WITH input AS (
     SELECT e.envelope, e.envelope->>'user_id' AS user_id, e.envelope->>'event_type' AS event_type,
            (e.envelope->>'event_id')::uuid AS event_id, e.ord
     FROM jsonb_array_elements(%(envelopes)s::jsonb) WITH ORDINALITY AS e(envelope, ord)
 ),
+writer AS (
+    SELECT pg_current_xact_id()::text::bigint AS transaction_id
+),
 counts AS (
     SELECT user_id, count(*) AS n FROM input GROUP BY user_id
 ),
 next AS (
-    INSERT INTO events_usereventsequence AS s (user_id, last_sequence)
-    SELECT user_id, n FROM counts ORDER BY user_id
-    ON CONFLICT (user_id) DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
-    RETURNING user_id, last_sequence
+    INSERT INTO events_usereventsequence AS s (user_id, last_sequence, last_log_key)
+    SELECT user_id, n, writer.transaction_id FROM counts, writer ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE
+    SET last_sequence = s.last_sequence + EXCLUDED.last_sequence,
+        last_log_key = greatest(s.last_log_key, EXCLUDED.last_log_key)
+    RETURNING user_id, last_sequence, last_log_key
 ),
 numbered AS (
-    SELECT input.*,
+    SELECT input.*, next.last_log_key AS log_key,
            next.last_sequence - counts.n
              + row_number() OVER (PARTITION BY input.user_id ORDER BY input.ord) AS sequence
     FROM input JOIN counts USING (user_id) JOIN next USING (user_id)
 ),
 inserted AS (
     INSERT INTO events_outboxevent
-        (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error)
+        (event_id, event_type, user_id, sequence, topics, envelope, publish_attempts, last_error,
+         transaction_id, log_key)
     SELECT event_id, event_type, user_id, sequence,
            ARRAY(SELECT jsonb_array_elements_text(%(topics)s::jsonb -> event_type))::varchar[],
-           jsonb_set(envelope, '{sequence}', to_jsonb(sequence)), 0, ''
-    FROM numbered
+           jsonb_set(envelope, '{sequence}', to_jsonb(sequence)), 0, '',
+           writer.transaction_id, log_key
+    FROM numbered, writer
     ORDER BY ord
     RETURNING id, event_id, sequence
 ),
@@ -111,8 +119,8 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
 
     Every envelope is validated before anything is written (``InvalidEnvelope`` otherwise), so a
     caller that catches the error has not consumed a sequence number. Each user's events get
-    that user's next sequence numbers in the order given. The relays are woken when the
-    transaction commits; a rollback leaves no event and no used sequence number.
+    that user's next sequence numbers in the order given. The readers of the outbox (embedded
+    consumers, or the relay) are woken when the transaction commits; a rollback leaves no event and no used sequence number.
     """
     if not connection.in_atomic_block:
         raise EventRecordingError(
@@ -143,7 +151,7 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
             },
         )
         sequences = dict(cursor.fetchall())
-    wakeup.wake_relay_after_commit()
+    wakeup.wake_readers_after_commit()
     return [draft.model_copy(update={"sequence": sequences[draft.event_id]}) for draft in drafts]
 
 
@@ -342,8 +350,10 @@ def task_history_record(*, envelopes: list[Envelope]) -> int:
 
 
 def events_expire(*, older_than: timedelta | None = None, chunk: int = 10_000) -> dict[str, int]:
-    """Delete idempotency keys and sent outbox rows older than the retention (7 days by
-    default). Unsent rows are never deleted. Returns how many rows of each went."""
+    """Delete idempotency keys and outbox rows older than the retention (7 days by default).
+    Rows still in the relay's queue are never deleted; an embedded consumer that has not read a
+    row by then no longer gets it, as with a broker's retention. Returns how many rows of each
+    went."""
     age = (
         older_than if older_than is not None else timedelta(days=conf.get("EVENTS_RETENTION_DAYS"))
     )
@@ -375,8 +385,9 @@ def events_expire(*, older_than: timedelta | None = None, chunk: int = 10_000) -
             cursor.execute(
                 """
                 DELETE FROM events_outboxevent WHERE id = ANY(ARRAY(
-                    SELECT id FROM events_outboxevent
-                    WHERE id < %s AND sent_at IS NOT NULL AND created_at < %s
+                    SELECT id FROM events_outboxevent AS o
+                    WHERE id < %s AND created_at < %s
+                      AND NOT EXISTS (SELECT 1 FROM events_outboxpending p WHERE p.id = o.id)
                     ORDER BY id LIMIT %s))
                 """,
                 [keep_from, cutoff, chunk],

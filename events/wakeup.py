@@ -1,9 +1,10 @@
 """Waking the relay and the consumers early.
 
-Three channels: ``OUTBOX`` (rows were committed to the outbox: relays wake), ``PUBLISHED`` (rows
-were published to the embedded log: embedded consumers wake) and ``REMINDERS_DUE`` (a reminder
-was set to fire soon: polling reminder schedulers wake). A commit that recorded events wakes
-waiters in its own process directly and, with a PostgreSQL ``NOTIFY`` sent after the commit,
+Three channels: ``OUTBOX`` (rows were committed to the outbox for the relay to publish: relays
+wake), ``PUBLISHED`` (rows were committed to the embedded log: embedded consumers wake) and
+``REMINDERS_DUE`` (a reminder was set to fire soon: polling reminder schedulers wake). A commit
+that recorded events wakes the outbox's readers of the configured broker (``EVENTS_BROKER``) in
+its own process directly and, with a PostgreSQL ``NOTIFY`` sent after the commit,
 waiters in every other process, whose ``Listener`` thread turns the notification into a local wake.
 
 Wakes are only hints: a waiter also polls on a timer, so a lost notification (a crash right after
@@ -66,16 +67,19 @@ def announce(channel: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
         logger.warning("could not send NOTIFY on %s", channel, exc_info=True)
 
 
-def _announce_outbox() -> None:
-    announce(OUTBOX)
+def _announce_recorded() -> None:
+    # Embedded consumers read the outbox itself; with a broker, the relay reads it first. (The
+    # embedded relay only empties its queue, on its poll interval.)
+    announce(PUBLISHED if conf.get("EVENTS_BROKER") == "embedded" else OUTBOX)
 
 
-def wake_relay_after_commit(using: str = DEFAULT_DB_ALIAS) -> None:
-    """Register (once per transaction) a wake of the relays for when the transaction commits."""
+def wake_readers_after_commit(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Register (once per transaction) a wake of the outbox's readers for when the transaction
+    commits."""
     connection = connections[using]
-    if any(func is _announce_outbox for _, func, _ in connection.run_on_commit):
+    if any(func is _announce_recorded for _, func, _ in connection.run_on_commit):
         return
-    transaction.on_commit(_announce_outbox, using=using)
+    transaction.on_commit(_announce_recorded, using=using)
 
 
 class Listener:

@@ -1,7 +1,7 @@
 """Where the relay publishes: one small interface, two adapters.
 
-- ``EmbeddedBroker`` (the default without a Dapr sidecar): the outbox itself is the log; to
-  publish is to give rows their log position. Embedded consumers read the log with a cursor.
+- ``EmbeddedBroker`` (the default without a Dapr sidecar): the outbox itself is the log, which
+  embedded consumers read with a cursor (``events.log``); there is nothing to publish.
 - ``DaprBroker``: the Dapr pub/sub API through the official SDK, one CloudEvent per envelope.
 """
 
@@ -31,8 +31,9 @@ class BrokerUnavailable(Exception):
 
 class Broker(Protocol):
     name: str
-    # Optional: ``marks_sent`` (publishing also sets ``sent_at``) and ``publishes_envelopes``
-    # (False: the relay does not read ``envelope_json`` for it), True and False when absent.
+    # Optional: ``stamps_sent_at`` (False: the relay leaves ``sent_at`` alone) and
+    # ``publishes_envelopes`` (False: the relay does not read ``envelope_json`` for it), both
+    # True when absent.
 
     def publish(self, rows: list[OutboxRow]) -> set[uuid.UUID]:
         """Publish ``rows`` (in this order) inside the relay's transaction. Returns the event

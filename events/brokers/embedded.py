@@ -1,63 +1,28 @@
 """The embedded broker: the outbox table is the log.
 
-Publishing gives each row the next log position while the relay holds the log head's row lock,
-so one relay transaction's positions all commit before the next relay can take any: positions
-become visible in increasing order, and a consumer cursor on ``position`` never steps past a row
-that commits later. (A cursor on the outbox ``id`` could: ids are taken before commit, so a row
-with a lower id can commit after one with a higher id.)
+A row is in the log from the moment its transaction commits, and embedded consumers read it
+there (``events.log``), woken by the writer's commit. The relay has nothing to publish: it only
+empties its queue of the rows, on its poll interval, off the path from commit to consumer.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from django.db import connection
-
-from events import wakeup
 from events.brokers import OutboxRow
 
 
 class EmbeddedBroker:
     name = "embedded"
-    # Publishing sets ``sent_at`` with the position (one update per row, not two); it never
-    # refuses a row, and consumers read the envelopes from the table, so the relay need not.
-    marks_sent = True
+    # Nothing to stamp (the rows were in the log when they committed) and nothing to send.
+    stamps_sent_at = False
     publishes_envelopes = False
 
     def publish(self, rows: list[OutboxRow]) -> set[uuid.UUID]:
-        self._assign_positions(rows)
         return set()
 
-    def _assign_positions(self, rows: list[OutboxRow]) -> None:
-        with connection.cursor() as cursor:
-            # Moving the head locks it until the relay's transaction ends.
-            cursor.execute(
-                """
-                WITH head AS (
-                    UPDATE events_eventloghead SET last_position = last_position + %(count)s
-                    WHERE id = 1 RETURNING last_position - %(count)s AS first
-                )
-                UPDATE events_outboxevent AS o
-                SET position = head.first + n.ordinality, sent_at = now()
-                FROM head, unnest(%(ids)s::bigint[]) WITH ORDINALITY AS n(id, ordinality)
-                WHERE o.id = n.id
-                """,
-                {"count": len(rows), "ids": [row.id for row in rows]},
-            )
-            if cursor.rowcount == 0:  # no head row yet
-                self._create_head(cursor)
-                self._assign_positions(rows)
-
-    @staticmethod
-    def _create_head(cursor) -> None:
-        cursor.execute(
-            "INSERT INTO events_eventloghead (id, last_position) "
-            "SELECT 1, coalesce(max(position), 0) FROM events_outboxevent "
-            "ON CONFLICT (id) DO NOTHING"
-        )
-
     def after_commit(self, rows: list[OutboxRow]) -> None:
-        wakeup.announce(wakeup.PUBLISHED)
+        pass
 
     def close(self) -> None:
         pass

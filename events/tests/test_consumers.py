@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from events.audit import NAME as AUDIT
@@ -61,7 +61,15 @@ def test_the_consumer_applies_each_event_once_and_moves_its_cursor(followups, us
     # then each update got exactly one follow-up; the follow-ups' own events are not updates
     assert followups_of(event_ids) == [1, 1, 1]
     assert ProcessedEvent.objects.filter(consumer=followups.name).count() == 3
-    assert ConsumerCursor.objects.get(consumer=followups.name).position == 4
+    # and the cursor's snapshot has seen every one of the four events' transactions
+    snapshot = ConsumerCursor.objects.get(consumer=followups.name).snapshot
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT bool_and(pg_visible_in_snapshot(transaction_id::text::xid8, %s::pg_snapshot))"
+            " FROM events_outboxevent WHERE user_id = %s",
+            [snapshot, user_id],
+        )
+        assert cursor.fetchone() == (True,)
 
 
 def test_the_same_envelope_delivered_twice_is_applied_once(followups, user_id):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from events import log
 from events.brokers.dapr import DaprBroker
 from events.models import ConsumerCursor, OutboxEvent
 from events.relay import relay_once
@@ -171,7 +172,11 @@ def test_a_consumer_killed_mid_batch_applies_each_event_once_after_restart(
 
     # when it is killed while its second batch is in hand
     wait_until(
-        lambda: ConsumerCursor.objects.filter(consumer=FOLLOWUPS, position__gt=0).exists(),
+        lambda: (
+            ConsumerCursor.objects.filter(consumer=FOLLOWUPS)
+            .exclude(snapshot=log.EVERYTHING_UNREAD, span_snapshot=None)
+            .exists()
+        ),
         what="the first batch",
         processes=[consumer],
     )

@@ -63,8 +63,8 @@ def test_the_relay_publishes_cloudevents_keyed_by_user(sidecar, user_id, other_u
             assert json.loads(message.data) == row.envelope
             assert message.pubsub_name == "pubsub"
     assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
-    # (the Dapr broker gives no log positions: those are the embedded log's)
-    assert not OutboxEvent.objects.filter(position__isnull=False).exists()
+    # and out of the relay's queue
+    assert not OutboxPending.objects.exists()
 
 
 def test_a_single_event_uses_the_single_publish_api(sidecar, user_id):

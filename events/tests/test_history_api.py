@@ -9,7 +9,8 @@ from events.consumers import get_consumer
 from events.tests.support import consume_all, relay_all
 from tasks import services
 
-pytestmark = pytest.mark.django_db
+# The audit consumer reads committed events only.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def audited(user_id: str):

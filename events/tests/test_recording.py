@@ -53,7 +53,7 @@ def test_each_service_records_its_envelope_with_the_next_sequence(user_id):
         assert envelope.schema_version == 1
         assert envelope.payload.task_id == task.pk
         assert row.topics == ["task-events", "task-updates"]
-        assert row.sent_at is None and row.position is None
+        assert row.sent_at is None
     created, updated, completed, reopened, deleted = envelopes
     assert created.payload.task_data.title == "Write report"
     assert created.payload.task_data.tags == ["work"]

@@ -1,4 +1,4 @@
-"""The relay and the embedded log: nothing lost, nothing published twice, each user in order."""
+"""The relay: nothing lost, nothing published twice, each user in order."""
 
 from __future__ import annotations
 
@@ -8,24 +8,23 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from events.audit import NAME as AUDIT
 from events.brokers import BrokerUnavailable
 from events.brokers.embedded import EmbeddedBroker
-from events.consumers import get_consumer
-from events.models import OutboxEvent, OutboxPending, TaskHistory
+from events.models import OutboxEvent, OutboxPending
 from events.relay import Relay, relay_once
-from events.tests.support import consume_all, relay_all, run_in_threads
+from events.tests.support import relay_all, run_in_threads
 from tasks import services
 from todo_project import metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class RecordingBroker(EmbeddedBroker):
-    """The embedded broker, noting every row it is asked to publish."""
+class RecordingBroker:
+    """A broker that keeps every row it is asked to publish."""
+
+    name = "recording"
 
     def __init__(self, fail_times: int = 0, refuse: set | None = None):
-        self.marks_sent = not refuse
         self.published: list = []
         self.fail_times = fail_times
         self.refuse = refuse or set()
@@ -37,24 +36,24 @@ class RecordingBroker(EmbeddedBroker):
                 self.fail_times -= 1
                 raise BrokerUnavailable("broker down")
             self.published.extend(rows)
-        if self.refuse:
-            # A broker that refuses entries: the relay marks what it accepted.
-            return {row.event_id for row in rows if row.event_id in self.refuse}
-        return super().publish(rows)
+        # A broker that refuses entries: the relay marks what it accepted.
+        return {row.event_id for row in rows if row.event_id in self.refuse}
+
+    def after_commit(self, rows):
+        pass
+
+    def close(self):
+        pass
 
 
 def _counter(metric) -> float:
     return metric._value.get()
 
 
-def assert_positions_follow_sequence(user_id: str) -> None:
-    """The user's events have log positions in sequence order."""
-    positions = list(
-        OutboxEvent.objects.filter(user_id=user_id)
-        .order_by("sequence")
-        .values_list("position", flat=True)
-    )
-    assert positions == sorted(positions)
+def assert_published_in_sequence(broker: RecordingBroker, user_id: str) -> None:
+    """The broker got the user's events in sequence order."""
+    sequences = [row.sequence for row in broker.published if row.user_id == user_id]
+    assert sequences == sorted(sequences)
 
 
 def test_the_relay_publishes_committed_rows_once_in_order(user_id, other_user_id):
@@ -69,53 +68,26 @@ def test_the_relay_publishes_committed_rows_once_in_order(user_id, other_user_id
     first = relay_once(broker)
     second = relay_once(broker)
 
-    # then every row went out once, was marked sent, and got log positions in id order
+    # then every row went out once, in id order, and was marked sent and taken off the queue
     assert (first.published, second.published) == (5, 0)
     rows = list(OutboxEvent.objects.order_by("id"))
     assert [row.event_id for row in broker.published] == [row.event_id for row in rows]
     assert all(row.sent_at is not None for row in rows)
-    assert [row.position for row in rows] == [1, 2, 3, 4, 5]
+    assert not OutboxPending.objects.exists()
 
 
-def test_a_consumer_cursor_never_steps_past_a_row_that_commits_later(user_id, other_user_id):
-    # given transaction A records an event first (lower outbox id) but has not committed,
-    # and transaction B records one later (higher id) and commits
-    a_recorded, a_may_commit = threading.Event(), threading.Event()
+def test_the_embedded_relay_only_empties_its_queue(user_id):
+    # given two committed events (the embedded log has them from their commit on)
+    services.task_create(user_id=user_id, title="a")
+    services.task_create(user_id=user_id, title="b")
 
-    def transaction_a():
-        try:
-            with transaction.atomic():
-                services.task_create(user_id=user_id, title="committed second")
-                a_recorded.set()
-                assert a_may_commit.wait(10)
-        finally:
-            connection.close()
+    # when the embedded relay runs
+    result = relay_once(EmbeddedBroker())
 
-    thread = threading.Thread(target=transaction_a)
-    thread.start()
-    assert a_recorded.wait(10)
-    services.task_create(user_id=other_user_id, title="committed first")
-
-    # when the relay and the audit consumer run while A is still open
-    audit = get_consumer(AUDIT)
-    assert relay_all() == 1
-    assert consume_all(audit) == 1
-    # then only B's event was consumed
-    assert list(TaskHistory.objects.values_list("user_id", flat=True)) == [other_user_id]
-
-    # when A commits and the pipeline runs again
-    a_may_commit.set()
-    thread.join(10)
-    assert relay_all() == 1
-    assert consume_all(audit) == 1
-
-    # then A's event, although its id is lower, was consumed too: each event exactly once
-    a_row = OutboxEvent.objects.get(user_id=user_id)
-    b_row = OutboxEvent.objects.get(user_id=other_user_id)
-    assert a_row.id < b_row.id and a_row.position > b_row.position
-    assert sorted(TaskHistory.objects.values_list("user_id", flat=True)) == sorted(
-        [user_id, other_user_id]
-    )
+    # then the rows are off its queue, with nothing sent anywhere to stamp
+    assert result.published == 2
+    assert not OutboxPending.objects.exists()
+    assert not OutboxEvent.objects.filter(sent_at__isnull=False).exists()
 
 
 def test_two_relays_at_once_publish_each_row_once_and_each_user_in_order(settings):
@@ -143,9 +115,9 @@ def test_two_relays_at_once_publish_each_row_once_and_each_user_in_order(setting
     published = [row.event_id for row in broker.published]
     assert len(published) == 200 and len(set(published)) == 200
     assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
-    # and each user's events have log positions in sequence order
+    # and each user's events went out in sequence order
     for user in users:
-        assert_positions_follow_sequence(user)
+        assert_published_in_sequence(broker, user)
 
 
 def test_a_users_rows_wait_behind_an_earlier_row_another_relay_holds(user_id, other_user_id):
@@ -181,8 +153,9 @@ def test_a_users_rows_wait_behind_an_earlier_row_another_relay_holds(user_id, ot
     release.set()
     thread.join(10)
     # and once the other relay let go, A's events go out in order
-    assert relay_all(RecordingBroker()) == 2
-    assert_positions_follow_sequence(user_id)
+    broker = RecordingBroker()
+    assert relay_all(broker) == 2
+    assert_published_in_sequence(broker, user_id)
 
 
 def test_refused_entries_stay_unsent_and_hold_back_that_users_later_events(user_id, other_user_id):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from events import wakeup
 from tasks import services
@@ -13,13 +13,22 @@ from tasks import services
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_commit_that_records_events_wakes_the_relays_once_committed(user_id):
-    waiter = wakeup.waiter(wakeup.OUTBOX)
+@pytest.mark.parametrize(
+    ("broker", "channel"), [("embedded", wakeup.PUBLISHED), ("dapr", wakeup.OUTBOX)]
+)
+def test_a_commit_that_records_events_wakes_the_outbox_readers_once_committed(
+    user_id, settings, broker, channel
+):
+    # given the embedded consumers (they read the outbox itself) or the relay (with Dapr)
+    settings.EVENTS_BROKER = broker
+    waiter = wakeup.waiter(channel)
     try:
-        services.task_create(user_id=user_id, title="a")
+        with transaction.atomic():
+            services.task_create(user_id=user_id, title="a")
+            assert not waiter.is_set()
         assert waiter.is_set()
     finally:
-        wakeup.forget(wakeup.OUTBOX, waiter)
+        wakeup.forget(channel, waiter)
 
 
 def test_a_notify_from_another_connection_reaches_the_listener():

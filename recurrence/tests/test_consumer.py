@@ -17,7 +17,8 @@ from tasks import services
 from tasks.locking import lock_user
 from tasks.models import Priority, Task
 
-pytestmark = pytest.mark.django_db
+# Consumers read committed events only.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _series(user_id, *, due, rule, tz="UTC", **fields):

@@ -14,7 +14,8 @@ from reminders.tests.helpers import payloads, recorded, run_consumers, soon
 from tasks import services
 from tasks.locking import lock_user
 
-pytestmark = pytest.mark.django_db
+# Consumers read committed events only.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _fire_reminders(user_id, count=1, *, title="Pay rent"):

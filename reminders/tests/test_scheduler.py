@@ -65,7 +65,7 @@ def test_a_reminder_not_yet_due_is_left_alone(user_id):
     assert recorded(user_id, "reminder.triggered") == []
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the notifications consumer reads committed events
 def test_reminders_that_came_due_while_no_scheduler_ran_fire_on_start_marked_late(user_id):
     task = _due_reminder(user_id, minutes_ago=40)
 

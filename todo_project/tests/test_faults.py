@@ -211,7 +211,7 @@ def test_the_invariants_catch_a_lost_event_and_a_double_application(user_id):
     with connection.cursor() as cursor:
         report = invariants.check(cursor, user_prefix=user, consumers=specs, ledger=ledger)
     assert {check.name for check in report.checks if check.problems} == {
-        "every event was published to the log"
+        "every event went through the relay"
     }
     queued.delete()
 

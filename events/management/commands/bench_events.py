@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
-from events import topics
+from events import log, topics
 from events.bench_writer import record_events, write_changes
 from events.brokers.embedded import EmbeddedBroker
 from events.consumers import Consumer
@@ -167,7 +167,7 @@ class Command(BaseCommand):
         tasks = [services.task_create(user_id=user, title="bench") for user in user_ids]
         task_ids = [task.pk for task in tasks]
         snapshots = [task_to_dict(task) for task in tasks]
-        # Everything already recorded is published (to the embedded log) before the clock starts.
+        # The relay's queue is emptied of the set-up's events before the clock starts.
         broker = EmbeddedBroker()
         while relay_once(broker).published:
             pass
@@ -183,11 +183,9 @@ class Command(BaseCommand):
                 saved_env[key] = os.environ.get(key)
                 os.environ[key] = value
         else:
-            # A new consumer starts at the head of the log, not at its beginning.
-            from events.models import EventLogHead
-
-            head = EventLogHead.objects.filter(pk=1).values_list("last_position", flat=True).first()
-            ConsumerCursor.objects.create(consumer=consumer.name, position=head or 0)
+            # A new consumer starts after what the log holds now, not at its beginning.
+            with connections["default"].cursor() as cursor:
+                log.cursor_create(cursor, consumer=consumer.name, at_now=True)
         group = WorkerGroup(broker=mode, consumers=[consumer])
         try:
             if not backlog:

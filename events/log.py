@@ -1,0 +1,227 @@
+"""The embedded log: consumers read the outbox itself, with a snapshot as their cursor.
+
+A row of the outbox is in the log once the transaction that wrote it has committed. Ids and
+times are taken before the commit, so a row with a smaller id can commit after one with a
+larger id, and a cursor on either would step past it. Here a consumer's cursor is a transaction
+snapshot (``pg_current_snapshot()``): every row whose writing transaction that snapshot sees as
+committed has been read. The next read takes the rows whose transaction the cursor's snapshot
+did not see (an id at or after its ``xmax``, or one of its ``xip``, in progress then) and that
+have committed now, and the snapshot of that read becomes the cursor. A transaction that takes
+long to commit is read when it has committed: it neither holds back the rows behind it nor is
+ever skipped.
+
+Within a read, rows go in ``(log_key, id)`` order, which keeps each user's events in sequence
+order (``OutboxEvent``). When more rows are new than one batch holds, the read is a span: its
+snapshot is kept in the cursor with the last ``(log_key, id)`` read, and the next batches go on
+from there within that snapshot until the span is read; then its snapshot becomes the cursor.
+
+The snapshot a read keeps counts the reading transaction itself as in progress: the events the
+consumer's handler records in that transaction are new to the next read, and a read never takes
+rows its own transaction has not committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, replace
+
+from events import topics as topic_names
+
+# Every row is new to this snapshot: a consumer without a cursor reads the log from its start.
+EVERYTHING_UNREAD = "1:1:"
+_LARGEST_ID = 2**63 - 1
+
+# Lock the cursor, take this statement's snapshot (and this transaction's id, which the lock
+# has just given it, or had before), and read the rows after the cursor as the caller last knew
+# it (``CursorState``); if the locked row is not that state, the caller reads again with it.
+_READ = """
+WITH reader AS MATERIALIZED (
+    SELECT xmin::text AS version, snapshot, span_snapshot, span_after_key, span_after_id
+    FROM events_consumercursor WHERE consumer = %(consumer)s FOR UPDATE
+),
+taken AS MATERIALIZED (
+    SELECT pg_current_snapshot()::text AS snapshot,
+           pg_current_xact_id_if_assigned()::text::bigint AS own
+    FROM reader
+)
+SELECT r.version, r.snapshot, r.span_snapshot, r.span_after_key, r.span_after_id,
+       t.snapshot, t.own, log.log_key, log.id, log.envelope::text
+FROM reader AS r CROSS JOIN taken AS t LEFT JOIN LATERAL (
+    SELECT log_key, id, envelope FROM events_outboxevent
+    WHERE (log_key, id) > (%(after_key)s, %(after_id)s)
+      AND (transaction_id >= %(seen_xmax)s OR transaction_id = ANY(%(seen_xip)s::bigint[]))
+      AND transaction_id IS DISTINCT FROM t.own
+      AND (%(upto_xmax)s::bigint IS NULL OR transaction_id < %(upto_xmin)s
+           OR (transaction_id < %(upto_xmax)s AND transaction_id <> ALL(%(upto_xip)s::bigint[])))
+      AND {topic}
+    ORDER BY log_key, id LIMIT %(limit)s
+) AS log ON true
+ORDER BY log.log_key, log.id
+"""
+
+_UNREAD = """
+SELECT count(*) FROM (
+    SELECT 1 FROM events_outboxevent
+    WHERE log_key >= pg_snapshot_xmin(%(snapshot)s::pg_snapshot)::text::bigint
+      AND NOT pg_visible_in_snapshot(transaction_id::text::xid8, %(snapshot)s::pg_snapshot)
+      AND {topic}
+    LIMIT %(cap)s
+) AS unread
+"""
+
+
+class CursorMissing(Exception):
+    """The consumer has no cursor (yet, or any more): create it, then read again."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A ``pg_snapshot``: transactions before ``xmin`` have ended, those from ``xmax`` on had
+    not started, and those in ``xip`` were in progress."""
+
+    xmin: int
+    xmax: int
+    xip: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        xmin, xmax, xip = text.split(":")
+        return cls(int(xmin), int(xmax), tuple(int(x) for x in xip.split(",") if x))
+
+    def __str__(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
+
+    def with_in_progress(self, xid: int | None) -> Snapshot:
+        """This snapshot, with transaction ``xid`` counted as in progress."""
+        if xid is None or xid >= self.xmax or xid in self.xip:
+            return self
+        return Snapshot(min(self.xmin, xid), self.xmax, tuple(sorted((*self.xip, xid))))
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """A consumer's cursor row, and its version (the row's ``xmin``)."""
+
+    version: str
+    snapshot: str
+    span_snapshot: str | None = None
+    span_after_key: int | None = None
+    span_after_id: int | None = None
+
+
+@dataclass(frozen=True)
+class LogRow:
+    log_key: int
+    id: int
+    envelope_json: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One read: its rows, and what moving the cursor past them needs."""
+
+    state: CursorState  # the cursor the read went on from
+    upto: str  # the snapshot the read reads up to
+    rows: list[LogRow]
+
+    @property
+    def in_span(self) -> bool:
+        return self.state.span_snapshot is not None
+
+
+def topic_predicate(topic: str) -> str:
+    """The SQL condition for rows of ``topic``, written as a literal so that the planner can use
+    the topic's partial index. ``topic`` is a checked name (``events.topics.VALID_NAME``)."""
+    if not topic_names.VALID_NAME.fullmatch(topic):
+        raise ValueError(f"invalid topic name {topic!r}")
+    return f"topics @> ARRAY['{topic}']::varchar(64)[]"
+
+
+def read(
+    cursor, *, consumer: str, topic: str, limit: int, known: CursorState | None = None
+) -> Batch:
+    """Lock ``consumer``'s cursor until the transaction ends and read up to ``limit`` rows of
+    ``topic`` after it. One process at a time reads a consumer's log; the others wait for the
+    lock and then read from where it stopped.
+
+    ``known`` is the cursor as this process last left it: when the locked row is still that,
+    one round trip does it all. Otherwise (another process moved it, or nothing is known) a
+    second statement reads from the row as it is: holding the lock, its snapshot sees the
+    latest move. Raises ``CursorMissing``."""
+    statement = _READ.format(topic=topic_predicate(topic))
+    found = _execute_read(cursor, statement, consumer, known, limit if known else 0)
+    if found[0][:5] != (known and astuple(known)):
+        found = _execute_read(cursor, statement, consumer, CursorState(*found[0][:5]), limit)
+    state = CursorState(*found[0][:5])
+    taken, own = found[0][5:7]
+    upto = state.span_snapshot or str(Snapshot.parse(taken).with_in_progress(own))
+    rows = [LogRow(log_key=r[7], id=r[8], envelope_json=r[9]) for r in found if r[8] is not None]
+    return Batch(state=state, upto=upto, rows=rows)
+
+
+def _execute_read(cursor, statement: str, consumer: str, known, limit: int) -> list[tuple]:
+    params = {"consumer": consumer, "limit": limit}
+    seen = Snapshot.parse(known.snapshot if known else EVERYTHING_UNREAD)
+    params.update(seen_xmax=seen.xmax, seen_xip=list(seen.xip))
+    if known and known.span_snapshot is not None:
+        upto = Snapshot.parse(known.span_snapshot)
+        params.update(after_key=known.span_after_key, after_id=known.span_after_id)
+        params.update(upto_xmin=upto.xmin, upto_xmax=upto.xmax, upto_xip=list(upto.xip))
+    else:
+        # Rows new to ``seen`` have keys from its xmin on (a key is at least its row's id).
+        params.update(after_key=seen.xmin - 1, after_id=_LARGEST_ID)
+        params.update(upto_xmin=None, upto_xmax=None, upto_xip=[])
+    cursor.execute(statement, params)
+    found = cursor.fetchall()
+    if not found:
+        raise CursorMissing(f"{consumer} has no cursor")
+    return found
+
+
+def advance(
+    cursor, *, consumer: str, batch: Batch, limit: int, check: bool = False
+) -> CursorState | None:
+    """Move ``consumer``'s cursor past ``batch`` (read with ``limit``). With ``check``, only if
+    the cursor is still where ``batch`` found it. Returns the cursor as moved (None: ``check``
+    found it moved by another process)."""
+    if len(batch.rows) < limit:
+        # The read reached the end of its snapshot, which is now read.
+        if not batch.rows and not batch.in_span:
+            return batch.state
+        moved = CursorState(version="", snapshot=batch.upto)
+    else:
+        last = batch.rows[-1]
+        moved = CursorState("", batch.state.snapshot, batch.upto, last.log_key, last.id)
+    cursor.execute(
+        f"""
+        UPDATE events_consumercursor
+        SET snapshot = %s, span_snapshot = %s, span_after_key = %s, span_after_id = %s,
+            updated_at = now()
+        WHERE consumer = %s {"AND xmin::text = %s" if check else ""}
+        RETURNING xmin::text
+        """,  # noqa: S608
+        [*astuple(moved)[1:], consumer, *([batch.state.version] if check else [])],
+    )
+    row = cursor.fetchone()
+    return replace(moved, version=row[0]) if row else None
+
+
+def cursor_create(cursor, *, consumer: str, at_now: bool = False) -> None:
+    """Give ``consumer`` a cursor if it has none: at the log's start, or (``at_now``) after
+    every row committed so far."""
+    snapshot = "pg_current_snapshot()::text" if at_now else "%s"
+    cursor.execute(
+        f"INSERT INTO events_consumercursor (consumer, snapshot, updated_at) "  # noqa: S608
+        f"VALUES (%s, {snapshot}, now()) ON CONFLICT (consumer) DO NOTHING",
+        [consumer] if at_now else [consumer, EVERYTHING_UNREAD],
+    )
+
+
+def unread_count(cursor, *, consumer: str, topic: str, cap: int = 100_000) -> int:
+    """How many rows of ``topic`` ``consumer`` has not read (at most ``cap``)."""
+    cursor.execute("SELECT snapshot FROM events_consumercursor WHERE consumer = %s", [consumer])
+    row = cursor.fetchone()
+    cursor.execute(
+        _UNREAD.format(topic=topic_predicate(topic)),
+        {"snapshot": row[0] if row else EVERYTHING_UNREAD, "cap": cap},
+    )
+    return cursor.fetchone()[0]
