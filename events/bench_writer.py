@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 
@@ -66,16 +67,24 @@ def write_changes(
 
 
 def record_events(
-    users: list[str], snapshots: list[dict], events: int, per_transaction: int, rate, start
+    users: list[str],
+    snapshots: list[dict],
+    events: int,
+    per_transaction: int,
+    rate,
+    start,
+    commit_log: str | None = None,
 ):
     """``events`` ``task.updated`` events recorded straight into the outbox (no task write), at
-    ``rate`` events/s: loads the pipeline harder than the task services can."""
+    ``rate`` events/s: loads the pipeline harder than the task services can. With
+    ``commit_log``, writes there (JSON) when each transaction committed and its event ids."""
     _set_up()
     from django.db import connection, transaction
 
     from events.services import NewEvent, event_records
 
     pace = _Pace(rate)
+    commits: list = []
     start.wait()
     index = 0
     while index < events:
@@ -93,5 +102,9 @@ def record_events(
             batch.append(NewEvent("task.updated", users[slot], payload))
             index += 1
         with transaction.atomic():
-            event_records(batch)  # one statement per transaction, as a batch writer does
+            recorded = event_records(batch)  # one statement per transaction, as a batch writer
+        commits.append((time.time(), [str(envelope.event_id) for envelope in recorded]))
     connection.close()
+    if commit_log:
+        with open(commit_log, "w") as file:
+            json.dump(commits, file)
