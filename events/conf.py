@@ -34,3 +34,9 @@ _DEFAULTS = {
 
 def get(name: str):
     return getattr(settings, name, _DEFAULTS[name])
+
+
+def relay_publishes() -> bool:
+    """Whether the relay publishes the outbox to a broker, so that recording also queues each
+    row for it; embedded consumers read the outbox itself, and nothing is queued."""
+    return get("EVENTS_BROKER") != "embedded"

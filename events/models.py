@@ -4,7 +4,7 @@
 - ``OutboxEvent``: every recorded event, written in the transaction of the change it describes.
   In the embedded mode it is the log that consumers read (``events.log``) from the moment it
   commits; with Dapr the relay publishes it and sets ``sent_at``.
-- ``OutboxPending``: the ids of outbox rows the relay has not yet handled, the relay's queue.
+- ``OutboxPending``: the ids of outbox rows the relay has yet to publish to a broker, its queue.
 - ``ConsumerCursor``: how far each embedded consumer has read the log, as a snapshot.
 - ``ProcessedEvent``: ``(consumer, event_id)`` written with the consumer's effect (idempotency).
 - ``DeadLetter``: messages a consumer could not handle, with the error, until replayed.
@@ -85,9 +85,10 @@ class OutboxEvent(models.Model):
 
 
 class OutboxPending(models.Model):
-    """An outbox row the relay has not handled, by id: written with the row, deleted when the
-    relay has published it (a refused row stays). The embedded relay only deletes it: there,
-    the row was in the log when it committed.
+    """An outbox row the relay has not published, by id: written with the row when the relay
+    publishes to a broker (``events.conf.relay_publishes``), deleted when the relay has
+    published it (a refused row stays). The embedded mode queues nothing: there, the row is in
+    the log when it commits.
 
     The relay's claim reads this small table in id order. An index of unsent rows on the outbox
     itself kept, in front of the unsent entries, one entry for every row sent since the big

@@ -9,8 +9,8 @@ after publishing and before the commit, the rows stay unsent and are published a
 drop the duplicate by ``event_id``). A failed publish rolls the pass back and the relay backs off,
 doubling the pause up to a cap.
 
-With the embedded broker there is nothing to publish (consumers read the outbox itself): a pass
-only takes the rows out of the queue.
+With the embedded broker nothing is queued (consumers read the outbox itself); rows queued
+while a broker was configured are only taken off the queue.
 """
 
 from __future__ import annotations

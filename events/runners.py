@@ -108,13 +108,23 @@ class EmbeddedConsumerRunner:
 
     def poll(self) -> int:
         """Apply the next batch; returns how many log rows were consumed (0: nothing new)."""
+        total = 0
         while True:
             consumed, finished_span = self._with_cursor(self._poll_once)
-            # A span that ended exactly at a full batch: its end is recorded, now read after it.
-            if consumed or not finished_span:
-                return consumed
+            total += consumed
+            # A span's snapshot is older than the wakes this loop has cleared: once the span is
+            # read, what committed after it is read at once, not on the next wake.
+            if not finished_span:
+                return total
+
+    @property
+    def in_span(self) -> bool:
+        """The cursor is within a span, with more to read at once."""
+        return self._cursor is not None and self._cursor.span_snapshot is not None
 
     def _poll_once(self) -> tuple[int, bool]:
+        """One batch in one transaction: how many rows it consumed, and whether it was the end
+        of a span."""
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 batch = self._read(cursor, self.batch_size)
@@ -140,7 +150,7 @@ class EmbeddedConsumerRunner:
             raise
         count(self.consumer, outcomes)
         self.handled += len(batch.rows)
-        return len(batch.rows), False
+        return len(batch.rows), batch.in_span and len(batch.rows) < self.batch_size
 
     def _read_one(self) -> log.Batch:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -243,8 +253,8 @@ class EmbeddedConsumerRunner:
                     break
                 delay = initial
                 self.healthy.set()
-                if consumed >= self.batch_size:
-                    continue  # a full batch: there may be more; otherwise wait for a wake
+                if consumed >= self.batch_size or self.in_span:
+                    continue  # a full batch, or a span: there is more; otherwise wait for a wake
                 if not self.stop_event.is_set():  # stop() sets it before it wakes us
                     wake.wait(conf.get("EVENTS_POLL_INTERVAL_SECONDS"))
         finally:
@@ -474,14 +484,23 @@ class DaprConsumerRunner:
                     with self._lock:
                         self._subscription = None
                     if self.stop_event.is_set():
-                        # Give the last answers a moment to leave before the stream closes.
-                        time.sleep(0.05)
+                        _let_answers_leave(subscription)
                     subscription.close()
         finally:
             if own_client:
                 client.close()
             connection.close()
             logger.info("consumer %s stopped after %d events", self.consumer.name, self.handled)
+
+
+def _let_answers_leave(subscription, timeout: float = 1.0) -> None:
+    """Before the stream closes (which cancels it at once), wait until the answers given are
+    taken from the subscription's send queue, then a moment for gRPC to write them."""
+    outgoing = getattr(subscription, "_send_queue", None)  # the SDK's queue of answers
+    deadline = time.monotonic() + timeout
+    while outgoing is not None and not outgoing.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
 
 
 def runner_for(consumer: Consumer, *, broker: str | None = None):

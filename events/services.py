@@ -42,7 +42,7 @@ class EventRecordingError(RuntimeError):
 # One round trip for any number of events: take each user's next sequence numbers (the row lock
 # on the user's counter orders their events by commit; users are counted in one sorted order),
 # write the envelopes, numbered in the order given, with those numbers in them, and queue them
-# for the relay (events_outboxpending). Each row carries this transaction's id and its log key,
+# for the relay (events_outboxpending) when it publishes to a broker. Each row carries this transaction's id and its log key,
 # which keeps the user's keys from going down (``OutboxEvent``). Everything travels as JSON,
 # which PostgreSQL reads in C: as text[] literals, each quote of the envelopes would be escaped
 # in Python. %(topics)s maps each event type to its topics.
@@ -78,17 +78,18 @@ inserted AS (
          transaction_id, log_key)
     SELECT event_id, event_type, user_id, sequence,
            ARRAY(SELECT jsonb_array_elements_text(%(topics)s::jsonb -> event_type))::varchar[],
-           jsonb_set(envelope, '{sequence}', to_jsonb(sequence)), 0, '',
+           jsonb_set(envelope, '{{sequence}}', to_jsonb(sequence)), 0, '',
            writer.transaction_id, log_key
     FROM numbered, writer
     ORDER BY ord
     RETURNING id, event_id, sequence
-),
-queued AS (
-    INSERT INTO events_outboxpending (id) SELECT id FROM inserted
-)
+){queue}
 SELECT event_id, sequence FROM inserted
 """
+_QUEUE = """,
+queued AS (
+    INSERT INTO events_outboxpending (id) SELECT id FROM inserted
+)"""
 
 
 class NewEvent(NamedTuple):
@@ -142,7 +143,7 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
     ]
     with connection.cursor() as cursor:
         cursor.execute(
-            _RECORD,
+            _RECORD.format(queue=_QUEUE if conf.relay_publishes() else ""),
             {
                 "envelopes": f"[{','.join(draft.model_dump_json() for draft in drafts)}]",
                 "topics": orjson.dumps(

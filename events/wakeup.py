@@ -68,9 +68,8 @@ def announce(channel: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
 
 
 def _announce_recorded() -> None:
-    # Embedded consumers read the outbox itself; with a broker, the relay reads it first. (The
-    # embedded relay only empties its queue, on its poll interval.)
-    announce(PUBLISHED if conf.get("EVENTS_BROKER") == "embedded" else OUTBOX)
+    # Embedded consumers read the outbox itself; with a broker, the relay reads it first.
+    announce(OUTBOX if conf.relay_publishes() else PUBLISHED)
 
 
 def wake_readers_after_commit(using: str = DEFAULT_DB_ALIAS) -> None:

@@ -1,8 +1,9 @@
 """The embedded broker: the outbox table is the log.
 
 A row is in the log from the moment its transaction commits, and embedded consumers read it
-there (``events.log``), woken by the writer's commit. The relay has nothing to publish: it only
-empties its queue of the rows, on its poll interval, off the path from commit to consumer.
+there (``events.log``), woken by the writer's commit. Nothing is queued for the relay
+(``events.conf.relay_publishes``); rows queued while a broker was configured are only taken off
+the queue.
 """
 
 from __future__ import annotations

@@ -64,6 +64,12 @@ class Process:
 
 
 @pytest.fixture
+def broker_recording(settings):
+    """Events recorded here are queued for a relay that publishes to a broker."""
+    settings.EVENTS_BROKER = "dapr"
+
+
+@pytest.fixture
 def spawn(tmp_path, fast_retries):
     started: list[Process] = []
     base = {
@@ -110,7 +116,9 @@ def updates(user_id: str, count: int) -> list[str]:
     return updates_of(user_id, [f"v{index}" for index in range(count)])
 
 
-def test_a_relay_killed_between_publish_and_mark_loses_nothing(spawn, user_id, followups):
+def test_a_relay_killed_between_publish_and_mark_loses_nothing(
+    spawn, user_id, followups, broker_recording
+):
     # given 20 committed updates and a sidecar that accepts the relay's first publish, delivers
     # it, and keeps the answer back
     event_ids = updates(user_id, 20)
@@ -195,7 +203,9 @@ def test_a_consumer_killed_mid_batch_applies_each_event_once_after_restart(
     assert followups_of(event_ids) == [1] * 30
 
 
-def test_a_dapr_consumer_killed_with_a_message_in_hand_gets_it_again(spawn, user_id, followups):
+def test_a_dapr_consumer_killed_with_a_message_in_hand_gets_it_again(
+    spawn, user_id, followups, broker_recording
+):
     # given five updates on the topic and a slow consumer process
     event_ids = updates(user_id, 5)
     with InProcessDaprSidecar() as sidecar:
@@ -226,7 +236,7 @@ def test_a_dapr_consumer_killed_with_a_message_in_hand_gets_it_again(spawn, user
 
 
 def test_one_message_delivered_to_two_consumer_processes_at_once_applies_once(
-    spawn, user_id, followups
+    spawn, user_id, followups, broker_recording
 ):
     # given two consumer processes of one consumer, and a broker that hands each message to both
     event_ids = updates(user_id, 5)
@@ -260,7 +270,9 @@ def test_one_message_delivered_to_two_consumer_processes_at_once_applies_once(
             assert process.terminate() == 0
 
 
-def test_sigterm_finishes_the_message_in_hand_then_stops(spawn, user_id, followups):
+def test_sigterm_finishes_the_message_in_hand_then_stops(
+    spawn, user_id, followups, broker_recording
+):
     # given two updates and a consumer that takes a second per event
     event_ids = updates(user_id, 2)
     with InProcessDaprSidecar() as sidecar:

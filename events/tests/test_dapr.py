@@ -23,6 +23,12 @@ from tasks import services
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def relay_publishes(settings):
+    """Events recorded here are queued for a relay that publishes to a broker."""
+    settings.EVENTS_BROKER = "dapr"
+
+
 class RunningConsumer:
     def __init__(self, consumer):
         self.runner = DaprConsumerRunner(consumer)

@@ -19,6 +19,12 @@ from todo_project import metrics
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def relay_publishes(settings):
+    """Events recorded here are queued for a relay that publishes to a broker."""
+    settings.EVENTS_BROKER = "dapr"
+
+
 class RecordingBroker:
     """A broker that keeps every row it is asked to publish."""
 
@@ -76,16 +82,21 @@ def test_the_relay_publishes_committed_rows_once_in_order(user_id, other_user_id
     assert not OutboxPending.objects.exists()
 
 
-def test_the_embedded_relay_only_empties_its_queue(user_id):
-    # given two committed events (the embedded log has them from their commit on)
+def test_the_embedded_mode_queues_nothing_and_its_relay_takes_old_entries_off(user_id, settings):
+    # given two events queued while a broker was configured
     services.task_create(user_id=user_id, title="a")
     services.task_create(user_id=user_id, title="b")
+    assert OutboxPending.objects.count() == 2
 
-    # when the embedded relay runs
-    result = relay_once(EmbeddedBroker())
+    # when the embedded mode records one more (the embedded log has it from its commit on)
+    settings.EVENTS_BROKER = "embedded"
+    services.task_create(user_id=user_id, title="c")
 
-    # then the rows are off its queue, with nothing sent anywhere to stamp
-    assert result.published == 2
+    # then it is not queued
+    assert OutboxPending.objects.count() == 2
+
+    # and when the embedded relay runs, the old entries go, with nothing sent to stamp
+    assert relay_once(EmbeddedBroker()).published == 2
     assert not OutboxPending.objects.exists()
     assert not OutboxEvent.objects.filter(sent_at__isnull=False).exists()
 
