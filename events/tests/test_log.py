@@ -38,6 +38,14 @@ def seen():
     unregister(ORDER)
 
 
+def task_with_events(user_id: str, count: int):
+    """A task created and updated until it has ``count`` events."""
+    task = services.task_create(user_id=user_id, title="v0")
+    for version in range(1, count):
+        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": f"v{version}"})
+    return task
+
+
 def in_thread(target) -> threading.Thread:
     def run():
         try:
@@ -127,9 +135,7 @@ def test_a_users_events_keep_their_order_when_the_later_one_has_the_older_transa
 def test_a_read_larger_than_a_batch_goes_on_in_batches_while_new_events_commit(user_id, seen):
     # given five committed events
     consumer, noted = seen
-    task = services.task_create(user_id=user_id, title="v0")
-    for version in range(1, 5):
-        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": f"v{version}"})
+    task = task_with_events(user_id, 5)
     runner = EmbeddedConsumerRunner(consumer, batch_size=2)
 
     # when the consumer reads a batch of two, a sixth event commits, and it reads on
@@ -150,9 +156,7 @@ def test_a_read_larger_than_a_batch_goes_on_in_batches_while_new_events_commit(u
 def test_a_span_that_ends_with_a_full_batch_is_closed_and_the_log_read_on(user_id, seen):
     # given four committed events, read two at a time
     consumer, noted = seen
-    task = services.task_create(user_id=user_id, title="v0")
-    for version in range(1, 4):
-        services.task_update(user_id=user_id, task_id=task.pk, changes={"title": f"v{version}"})
+    task = task_with_events(user_id, 4)
     runner = EmbeddedConsumerRunner(consumer, batch_size=2)
     assert [runner.poll(), runner.poll()] == [2, 2]
 
