@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from events import topics
 from events.audit import NAME as AUDIT
 from events.consumers import Consumer, get_consumer, register, unregister
+from events.log import Snapshot
 from events.models import ConsumerCursor, OutboxEvent, TaskHistory
 from events.runners import EmbeddedConsumerRunner
 from events.tests.support import consume_all
@@ -187,3 +188,19 @@ def test_events_a_handler_records_are_read_after_its_transaction_commits(user_id
 
     # then it got the event and then the one its own handler recorded
     assert noted == [(user_id, 1), (user_id, 2)]
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "xid", "expected"),
+    [
+        ("10:20:12,15", None, "10:20:12,15"),  # no id of its own yet
+        ("10:20:12,15", 25, "10:20:12,15"),  # an id after the snapshot: unseen anyway
+        ("10:20:12,15", 14, "10:20:12,14,15"),  # an id the snapshot would count as committed
+        ("10:20:", 7, "7:20:7"),  # ... even before its xmin
+        ("10:20:12", 12, "10:20:12"),  # already in progress
+    ],
+)
+def test_a_snapshot_counts_the_reading_transaction_as_in_progress(snapshot, xid, expected):
+    parsed = Snapshot.parse(snapshot)
+    assert str(parsed) == snapshot
+    assert str(parsed.with_in_progress(xid)) == expected
