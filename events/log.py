@@ -22,6 +22,7 @@ rows its own transaction has not committed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import astuple, dataclass, replace
 
 from events import topics as topic_names
@@ -59,10 +60,16 @@ ORDER BY log.log_key, log.id
 """
 
 _UNREAD = """
+WITH reader AS (
+    SELECT coalesce(
+        (SELECT snapshot FROM events_consumercursor WHERE consumer = %(consumer)s),
+        %(everything)s
+    )::pg_snapshot AS seen
+)
 SELECT count(*) FROM (
-    SELECT 1 FROM events_outboxevent
-    WHERE log_key >= pg_snapshot_xmin(%(snapshot)s::pg_snapshot)::text::bigint
-      AND NOT pg_visible_in_snapshot(transaction_id::text::xid8, %(snapshot)s::pg_snapshot)
+    SELECT 1 FROM events_outboxevent, reader
+    WHERE log_key >= pg_snapshot_xmin(seen)::text::bigint
+      AND NOT pg_visible_in_snapshot(transaction_id::text::xid8, seen)
       AND {topic}
     LIMIT %(cap)s
 ) AS unread
@@ -128,12 +135,12 @@ class Batch:
         return self.state.span_snapshot is not None
 
 
-def topic_predicate(topic: str) -> str:
-    """The SQL condition for rows of ``topic``, written as a literal so that the planner can use
-    the topic's partial index. ``topic`` is a checked name (``events.topics.VALID_NAME``)."""
-    if not topic_names.VALID_NAME.fullmatch(topic):
-        raise ValueError(f"invalid topic name {topic!r}")
-    return f"topics @> ARRAY['{topic}']::varchar(64)[]"
+@functools.cache
+def _for_topic(statement: str, topic: str) -> str:
+    """``statement`` with the condition for rows of ``topic``, written as a literal so that the
+    planner can use the topic's partial index (a checked name: ``events.topics.check_name``)."""
+    predicate = f"topics @> ARRAY['{topic_names.check_name(topic)}']::varchar(64)[]"
+    return statement.format(topic=predicate)
 
 
 def read(
@@ -147,7 +154,7 @@ def read(
     one round trip does it all. Otherwise (another process moved it, or nothing is known) a
     second statement reads from the row as it is: holding the lock, its snapshot sees the
     latest move. Raises ``CursorMissing``."""
-    statement = _READ.format(topic=topic_predicate(topic))
+    statement = _for_topic(_READ, topic)
     found = _execute_read(cursor, statement, consumer, known, limit if known else 0)
     if found[0][:5] != (known and astuple(known)):
         found = _execute_read(cursor, statement, consumer, CursorState(*found[0][:5]), limit)
@@ -218,10 +225,8 @@ def cursor_create(cursor, *, consumer: str, at_now: bool = False) -> None:
 
 def unread_count(cursor, *, consumer: str, topic: str, cap: int = 100_000) -> int:
     """How many rows of ``topic`` ``consumer`` has not read (at most ``cap``)."""
-    cursor.execute("SELECT snapshot FROM events_consumercursor WHERE consumer = %s", [consumer])
-    row = cursor.fetchone()
     cursor.execute(
-        _UNREAD.format(topic=topic_predicate(topic)),
-        {"snapshot": row[0] if row else EVERYTHING_UNREAD, "cap": cap},
+        _for_topic(_UNREAD, topic),
+        {"consumer": consumer, "everything": EVERYTHING_UNREAD, "cap": cap},
     )
     return cursor.fetchone()[0]

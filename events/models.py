@@ -18,7 +18,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from events import topics
+from events import log, topics
 from tasks.models import USER_ID_MAX_LENGTH
 
 NAME_MAX_LENGTH = 64
@@ -115,7 +115,7 @@ class ConsumerCursor(models.Model):
     """
 
     consumer = models.CharField(max_length=NAME_MAX_LENGTH, primary_key=True)
-    snapshot = models.TextField(default="1:1:")
+    snapshot = models.TextField(default=log.EVERYTHING_UNREAD)
     span_snapshot = models.TextField(null=True, blank=True)  # noqa: DJ001 (NULL: no span)
     span_after_key = models.BigIntegerField(null=True, blank=True)
     span_after_id = models.BigIntegerField(null=True, blank=True)
