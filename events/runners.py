@@ -1,9 +1,9 @@
 """Running consumers and relays: one loop per consumer, on either transport.
 
 - ``EmbeddedConsumerRunner`` reads the embedded log (the committed outbox rows, ``events.log``)
-  with a cursor per consumer. A batch is applied in one transaction with its cursor move; if a handler
-  fails, the batch is rolled back and replayed one event at a time, so the failing event retries
-  and at worst becomes a dead letter while the events behind it go on.
+  with a cursor per consumer. A batch is applied in one transaction with its cursor move; if a
+  handler fails, the batch is rolled back and replayed one event at a time, so the failing event
+  retries and at worst becomes a dead letter while the events behind it go on.
 - ``DaprConsumerRunner`` reads a Dapr streaming subscription (``DaprClient.subscribe``) and answers
   each message: success (applied, a duplicate, or not wanted), retry (the database is down, or
   shutdown interrupted the retries) or drop (dead-lettered: Dapr forwards it to the consumer's
@@ -51,7 +51,6 @@ class EmbeddedConsumerRunner:
         self.stop_event = threading.Event()
         self.healthy = threading.Event()
         self.handled = 0
-        self._has_cursor = False
         self._cursor: log.CursorState | None = None  # as this runner last left it
 
     def stop(self) -> None:
@@ -87,21 +86,14 @@ class EmbeddedConsumerRunner:
         self._cursor = moved
         return moved is not None
 
-    def _ensure_cursor(self) -> None:
-        if not self._has_cursor:
-            with connection.cursor() as cursor:
-                log.cursor_create(cursor, consumer=self.consumer.name)
-            self._has_cursor = True
-
     def _with_cursor(self, attempt):
-        """Run ``attempt`` (a transaction that reads the log), creating the cursor first if
-        the consumer has none."""
-        self._ensure_cursor()
+        """Run ``attempt`` (a transaction that reads the log); a consumer without a cursor
+        gets one at the log's start, and the attempt runs again."""
         try:
             return attempt()
         except log.CursorMissing:
-            self._has_cursor = False
-            self._ensure_cursor()
+            with connection.cursor() as cursor:
+                log.cursor_create(cursor, consumer=self.consumer.name)
             return attempt()
 
     # -- one poll ------------------------------------------------------------------------------
