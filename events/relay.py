@@ -3,11 +3,10 @@
 One pass is one transaction: claim unsent rows in id order (``FOR UPDATE NOWAIT``, and when
 another relay holds some, ``SKIP LOCKED`` so relays running side by side take different rows),
 hold back any row whose user has an earlier unsent row claimed by another relay (so each user's
-events go out in sequence order), publish,
-mark what was accepted, commit. Nothing is marked before the broker accepted it; if the relay dies
-after publishing and before the commit, the rows stay unsent and are published again (consumers
-drop the duplicate by ``event_id``). A failed publish rolls the pass back and the relay backs off,
-doubling the pause up to a cap.
+events go out in sequence order), publish, mark what was accepted, commit. Nothing is marked
+before the broker accepted it; if the relay dies after publishing and before the commit, the rows
+stay unsent and are published again (consumers drop the duplicate by ``event_id``). A failed
+publish rolls the pass back and the relay backs off, doubling the pause up to a cap.
 
 With the embedded broker nothing is queued (consumers read the outbox itself); rows queued
 while a broker was configured are only taken off the queue.

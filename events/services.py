@@ -42,10 +42,11 @@ class EventRecordingError(RuntimeError):
 # One round trip for any number of events: take each user's next sequence numbers (the row lock
 # on the user's counter orders their events by commit; users are counted in one sorted order),
 # write the envelopes, numbered in the order given, with those numbers in them, and queue them
-# for the relay (events_outboxpending) when it publishes to a broker. Each row carries this transaction's id and its log key,
-# which keeps the user's keys from going down (``OutboxEvent``). Everything travels as JSON,
-# which PostgreSQL reads in C: as text[] literals, each quote of the envelopes would be escaped
-# in Python. %(topics)s maps each event type to its topics.
+# for the relay (events_outboxpending) when it publishes to a broker. Each row carries this
+# transaction's id and its log key, which keeps the user's keys from going down
+# (``OutboxEvent``). Everything travels as JSON, which PostgreSQL reads in C: as text[]
+# literals, each quote of the envelopes would be escaped in Python. %(topics)s maps each event
+# type to its topics.
 _RECORD = """
 WITH input AS (
     SELECT e.envelope, e.envelope->>'user_id' AS user_id, e.envelope->>'event_type' AS event_type,
@@ -86,10 +87,13 @@ inserted AS (
 ){queue}
 SELECT event_id, sequence FROM inserted
 """
-_QUEUE = """,
+_RECORD_ONLY = _RECORD.format(queue="")
+_RECORD_AND_QUEUE = _RECORD.format(
+    queue=""",
 queued AS (
     INSERT INTO events_outboxpending (id) SELECT id FROM inserted
 )"""
+)
 
 
 class NewEvent(NamedTuple):
@@ -121,7 +125,8 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
     Every envelope is validated before anything is written (``InvalidEnvelope`` otherwise), so a
     caller that catches the error has not consumed a sequence number. Each user's events get
     that user's next sequence numbers in the order given. The readers of the outbox (embedded
-    consumers, or the relay) are woken when the transaction commits; a rollback leaves no event and no used sequence number.
+    consumers, or the relay) are woken when the transaction commits; a rollback leaves no event
+    and no used sequence number.
     """
     if not connection.in_atomic_block:
         raise EventRecordingError(
@@ -143,7 +148,7 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
     ]
     with connection.cursor() as cursor:
         cursor.execute(
-            _RECORD.format(queue=_QUEUE if conf.relay_publishes() else ""),
+            _RECORD_AND_QUEUE if conf.relay_publishes() else _RECORD_ONLY,
             {
                 "envelopes": f"[{','.join(draft.model_dump_json() for draft in drafts)}]",
                 "topics": orjson.dumps(
