@@ -45,8 +45,9 @@ _SETTINGS = {
     "maintenance_work_mem": "256MB",
     "max_wal_size": "2GB",
     "timezone": "'UTC'",
-    # The relay's queue (events_outboxpending) asks for a vacuum every thousand deletions; the
-    # launcher looks every 10 s instead of every minute, so claims walk few dead entries.
+    # The launcher looks every 10 s instead of every minute, so tables updated on every event
+    # or batch (users' sequence counters, consumers' cursors, the relay's queue when a broker
+    # is configured) are vacuumed soon after their thresholds.
     "autovacuum_naptime": "10s",
 }
 _MARKER = "# todo-backend settings"

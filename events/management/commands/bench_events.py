@@ -1,12 +1,13 @@
 """``python manage.py bench_events``: task changes through service -> outbox -> relay -> consumer.
 
 Writers (separate processes, so they do not share this process's interpreter lock with the
-pipeline) change tasks through ``tasks.services``; the relay and a consumer run here as they run in
-the embedded server (threads), or through the in-process Dapr sidecar. The consumer does what the
-audit consumer does (one history row per event) and notes when each event's transaction
-committed. Printed: events/s sustained (first commit to last event consumed) and
-commit-to-consumer latency p50/p95 (from the envelope's timestamp, taken just before the change
-commits, to the consumer's commit).
+pipeline) change tasks through ``tasks.services`` or record events straight into the outbox; the
+relay and a consumer run here as they run in the embedded server (threads), or through the
+in-process Dapr sidecar. The consumer does what the audit consumer does (one history row per
+event) and notes when it committed each event. Printed: events/s sustained (first commit to last
+event consumed) and commit-to-consumer latency p50/p95: from the commit of each writer
+transaction when the writers record into the outbox (they log when each committed), from the
+envelope's timestamp, taken in the service just before its commit, otherwise.
 """
 
 from __future__ import annotations
