@@ -17,6 +17,14 @@ def fast_retries(settings):
 
 
 @pytest.fixture
+def relay_publishes(settings):
+    """Events recorded in the test are queued for a relay that publishes to a broker (the
+    embedded mode queues nothing)."""
+    settings.EVENTS_BROKER = "dapr"
+    return settings
+
+
+@pytest.fixture
 def followups(fast_retries):
     support.attempts.clear()
     consumer = support.register_followups()

@@ -267,10 +267,9 @@ def test_only_consumers_that_write_for_users_wait_for_their_locks(user_id, consu
     assert (held.released_at is not None and finished > held.released_at) is waits
 
 
-def test_old_idempotency_keys_and_sent_rows_expire_and_unsent_rows_stay(user_id, settings):
+def test_old_idempotency_keys_and_sent_rows_expire_and_unsent_rows_stay(user_id, relay_publishes):
     # given an old processed key, a new one, an old sent row and an old row the relay has still
     # to publish (to a broker: the embedded mode queues nothing)
-    settings.EVENTS_BROKER = "dapr"
     services.task_create(user_id=user_id, title="sent")
     relay_all()
     services.task_create(user_id=user_id, title="unsent")

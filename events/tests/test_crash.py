@@ -64,12 +64,6 @@ class Process:
 
 
 @pytest.fixture
-def broker_recording(settings):
-    """Events recorded here are queued for a relay that publishes to a broker."""
-    settings.EVENTS_BROKER = "dapr"
-
-
-@pytest.fixture
 def spawn(tmp_path, fast_retries):
     started: list[Process] = []
     base = {
@@ -117,7 +111,7 @@ def updates(user_id: str, count: int) -> list[str]:
 
 
 def test_a_relay_killed_between_publish_and_mark_loses_nothing(
-    spawn, user_id, followups, broker_recording
+    spawn, user_id, followups, relay_publishes
 ):
     # given 20 committed updates and a sidecar that accepts the relay's first publish, delivers
     # it, and keeps the answer back
@@ -204,7 +198,7 @@ def test_a_consumer_killed_mid_batch_applies_each_event_once_after_restart(
 
 
 def test_a_dapr_consumer_killed_with_a_message_in_hand_gets_it_again(
-    spawn, user_id, followups, broker_recording
+    spawn, user_id, followups, relay_publishes
 ):
     # given five updates on the topic and a slow consumer process
     event_ids = updates(user_id, 5)
@@ -236,7 +230,7 @@ def test_a_dapr_consumer_killed_with_a_message_in_hand_gets_it_again(
 
 
 def test_one_message_delivered_to_two_consumer_processes_at_once_applies_once(
-    spawn, user_id, followups, broker_recording
+    spawn, user_id, followups, relay_publishes
 ):
     # given two consumer processes of one consumer, and a broker that hands each message to both
     event_ids = updates(user_id, 5)
@@ -271,7 +265,7 @@ def test_one_message_delivered_to_two_consumer_processes_at_once_applies_once(
 
 
 def test_sigterm_finishes_the_message_in_hand_then_stops(
-    spawn, user_id, followups, broker_recording
+    spawn, user_id, followups, relay_publishes
 ):
     # given two updates and a consumer that takes a second per event
     event_ids = updates(user_id, 2)

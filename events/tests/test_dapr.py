@@ -20,13 +20,11 @@ from events.tests import support
 from events.tests.support import followups_of, updates_of
 from tasks import services
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def relay_publishes(settings):
-    """Events recorded here are queued for a relay that publishes to a broker."""
-    settings.EVENTS_BROKER = "dapr"
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # events recorded here are queued for the relay
+    pytest.mark.usefixtures("relay_publishes"),
+]
 
 
 class RunningConsumer:

@@ -16,13 +16,11 @@ from events.tests.support import relay_all, run_in_threads
 from tasks import services
 from todo_project import metrics
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def relay_publishes(settings):
-    """Events recorded here are queued for a relay that publishes to a broker."""
-    settings.EVENTS_BROKER = "dapr"
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # events recorded here are queued for the relay
+    pytest.mark.usefixtures("relay_publishes"),
+]
 
 
 class RecordingBroker:
