@@ -8,7 +8,9 @@ looked at and what (if anything) broke it.
   once, N is the row's version (or the task has exactly one ``task.deleted``), and every change
   the client was told succeeded (the ledger) has its event; per user, sequences 1..last with no
   gap or repeat;
-- every event went through the relay (out of its queue; with Dapr, also marked sent);
+- every event went through the relay (out of its queue; with Dapr, also marked sent). The
+  embedded mode queues nothing, so there it holds by construction; the consumers' checks
+  below are what show the embedded log delivered every event;
 - every consumer applied every event it wants (its ``(consumer, event_id)`` key exists), once:
   one audit history row per task event, one next instance per completed recurring task (the
   series' first instances, the only ones a stream completes), one notification per fired
