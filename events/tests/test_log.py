@@ -4,18 +4,21 @@ in sequence order, whatever order transactions take their ids and commit in."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 
-from events import topics
+from events import log, topics
 from events.audit import NAME as AUDIT
 from events.consumers import Consumer, get_consumer, register, unregister
 from events.log import Snapshot
 from events.models import ConsumerCursor, OutboxEvent, TaskHistory
 from events.runners import EmbeddedConsumerRunner
+from events.services import NewEvent, event_records, events_expire
 from events.tests.support import consume_all
 from tasks import services
+from tasks.representation import task_to_dict
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,6 +191,69 @@ def test_events_a_handler_records_are_read_after_its_transaction_commits(user_id
 
     # then it got the event and then the one its own handler recorded
     assert noted == [(user_id, 1), (user_id, 2)]
+
+
+class _Explaining:
+    """A database cursor that keeps the plan of each statement before running it."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+        self.plans: list[dict] = []
+
+    def execute(self, statement, params=None):
+        self.cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+        self.plans.append(self.cursor.fetchone()[0][0]["Plan"])
+        self.cursor.execute(statement, params)
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+
+def _outbox_scans(plan: dict) -> list[str]:
+    """How each node of ``plan`` that reads the outbox reads it."""
+    found = [plan["Node Type"]] if plan.get("Relation Name") == "events_outboxevent" else []
+    for child in plan.get("Plans", []):
+        found += _outbox_scans(child)
+    return found
+
+
+def _record_updates(task, user_id: str, count: int, *, per_transaction: int) -> None:
+    snapshot = task_to_dict(task)
+    payload = {
+        "task_id": task.pk,
+        "task_data": snapshot,
+        "changed_fields": ["title"],
+        "previous": {"title": "t"},
+    }
+    for _ in range(count // per_transaction):
+        with transaction.atomic():
+            event_records([NewEvent("task.updated", user_id, payload)] * per_transaction)
+
+
+def test_a_consumer_catching_up_reads_each_batch_off_the_index_in_log_order(user_id, seen):
+    # given the outbox's statistics were taken on events since expired, before a backlog of
+    # newer ones committed
+    consumer, _ = seen
+    task = services.task_create(user_id=user_id, title="t")
+    _record_updates(task, user_id, 2_000, per_transaction=500)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE events_outboxevent")
+    events_expire(older_than=timedelta(0))
+    with connection.cursor() as cursor:
+        log.cursor_create(cursor, consumer=ORDER, at_now=True)
+    _record_updates(task, user_id, 2_000, per_transaction=50)
+
+    # when the consumer reads a batch of that backlog, and the lag is counted
+    with transaction.atomic(), connection.cursor() as cursor:
+        explaining = _Explaining(cursor)
+        batch = log.read(explaining, consumer=ORDER, topic=consumer.topic, limit=200)
+        unread = log.unread_count(explaining, consumer=ORDER, topic=consumer.topic)
+
+    # then both walked the log's index from the cursor on; neither read the whole backlog (or
+    # the whole outbox) to take a batch or count it
+    assert len(batch.rows) == 200
+    assert unread == 2_000
+    assert {scan for plan in explaining.plans for scan in _outbox_scans(plan)} == {"Index Scan"}
 
 
 @pytest.mark.parametrize(
