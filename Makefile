@@ -40,7 +40,7 @@ bench-events: install  ## service -> outbox -> relay -> consumer, embedded and t
 	$(PY) manage.py migrate --verbosity 0
 	$(PY) manage.py bench_events --write
 	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 40000 --writers 1 --per-transaction 50
-	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 40000 --writers 1 --per-transaction 50 --rate 5000
+	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 300000 --writers 1 --per-transaction 50 --rate 5000
 	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 40000 --writers 2 --per-transaction 25
 
 bench-realtime: install
