@@ -70,7 +70,7 @@ ORDER BY log.log_key, log.id
 _UNREAD = """
 SELECT count(*) FROM (
     SELECT 1 FROM events_outboxevent
-    WHERE log_key >= %(seen_xmin)s
+    WHERE log_key >= %(first_new_key)s
       AND NOT pg_visible_in_snapshot(transaction_id::text::xid8, %(seen)s::pg_snapshot)
       AND {topic}
     LIMIT %(cap)s
@@ -98,6 +98,12 @@ class Snapshot:
 
     def __str__(self) -> str:
         return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
+
+    @property
+    def first_new_key(self) -> int:
+        """The smallest log key a row new to this snapshot can have: its transaction is not
+        before ``xmin``, and a row's key is at least its transaction's id."""
+        return self.xmin
 
     def with_in_progress(self, xid: int | None) -> Snapshot:
         """This snapshot, with transaction ``xid`` counted as in progress."""
@@ -176,8 +182,7 @@ def _execute_read(cursor, statement: str, consumer: str, known, limit: int) -> l
         params.update(after_key=known.span_after_key, after_id=known.span_after_id)
         params.update(upto_xmin=upto.xmin, upto_xmax=upto.xmax, upto_xip=list(upto.xip))
     else:
-        # Rows new to ``seen`` have keys from its xmin on (a key is at least its row's id).
-        params.update(after_key=seen.xmin - 1, after_id=_LARGEST_ID)
+        params.update(after_key=seen.first_new_key - 1, after_id=_LARGEST_ID)
         params.update(upto_xmin=None, upto_xmax=None, upto_xip=[])
     cursor.execute(statement, params)
     found = cursor.fetchall()
@@ -231,8 +236,8 @@ def unread_count(cursor, *, consumer: str, topic: str, cap: int = 10_000) -> int
     cursor.execute("SELECT snapshot FROM events_consumercursor WHERE consumer = %s", [consumer])
     row = cursor.fetchone()
     seen = Snapshot.parse(row[0] if row else EVERYTHING_UNREAD)
-    # Rows new to ``seen`` have keys from its xmin on (a key is at least its row's id).
     cursor.execute(
-        _for_topic(_UNREAD, topic), {"seen_xmin": seen.xmin, "seen": str(seen), "cap": cap}
+        _for_topic(_UNREAD, topic),
+        {"first_new_key": seen.first_new_key, "seen": str(seen), "cap": cap},
     )
     return cursor.fetchone()[0]
