@@ -17,12 +17,23 @@ from events.relay import relay_once
 from events.runners import EmbeddedConsumerRunner
 from tasks import services
 from tasks.models import Task
+from tasks.representation import task_to_dict
 from todo_project import benchmarks
 
 FOLLOWUPS = "test-followups"
 # Attempts seen per event id, for handlers that fail a given number of times.
 attempts: dict[str, int] = {}
 _lock = threading.Lock()
+
+
+def title_update(task, title: str) -> dict:
+    """The payload of a ``task.updated`` event that renames ``task`` to ``title``."""
+    return {
+        "task_id": task.pk,
+        "task_data": {**task_to_dict(task), "title": title},
+        "changed_fields": ["title"],
+        "previous": {"title": task.title},
+    }
 
 
 def followup_title(event_id) -> str:

@@ -16,9 +16,8 @@ from events.log import Snapshot
 from events.models import ConsumerCursor, OutboxEvent, TaskHistory
 from events.runners import EmbeddedConsumerRunner
 from events.services import NewEvent, event_records, events_expire
-from events.tests.support import consume_all
+from events.tests.support import consume_all, title_update
 from tasks import services
-from tasks.representation import task_to_dict
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -218,13 +217,7 @@ def _outbox_scans(plan: dict) -> list[str]:
 
 
 def _record_updates(task, user_id: str, count: int, *, per_transaction: int) -> None:
-    snapshot = task_to_dict(task)
-    payload = {
-        "task_id": task.pk,
-        "task_data": snapshot,
-        "changed_fields": ["title"],
-        "previous": {"title": "t"},
-    }
+    payload = title_update(task, "t2")
     for _ in range(count // per_transaction):
         with transaction.atomic():
             event_records([NewEvent("task.updated", user_id, payload)] * per_transaction)

@@ -14,7 +14,7 @@ from events.models import OutboxEvent, UserEventSequence
 from events.schemas import InvalidEnvelope, parse_envelope
 from events.selectors import events_for_user_since
 from events.services import EventRecordingError, NewEvent, event_record, event_records
-from events.tests.support import run_in_threads
+from events.tests.support import run_in_threads, title_update
 from tasks import services
 from tasks.models import Task
 from tasks.representation import task_to_dict
@@ -143,16 +143,6 @@ def test_an_invalid_envelope_never_enters_the_outbox(user_id):
     assert UserEventSequence.objects.get(user_id=user_id).last_sequence == 1
 
 
-def _updated(task, title: str) -> dict:
-    snapshot = {**task_to_dict(task), "title": title}
-    return {
-        "task_id": task.pk,
-        "task_data": snapshot,
-        "changed_fields": ["title"],
-        "previous": {"title": task.title},
-    }
-
-
 def test_many_events_in_one_statement_number_each_users_in_the_order_given(user_id, other_user_id):
     mine = services.task_create(user_id=user_id, title="a")  # sequence 1
     theirs = services.task_create(user_id=other_user_id, title="b")
@@ -160,10 +150,10 @@ def test_many_events_in_one_statement_number_each_users_in_the_order_given(user_
     with transaction.atomic():
         envelopes = event_records(
             [
-                NewEvent("task.updated", user_id, _updated(mine, "a1")),
-                NewEvent("task.updated", other_user_id, _updated(theirs, "b1")),
-                NewEvent("task.updated", user_id, _updated(mine, "a2")),
-                NewEvent("task.updated", user_id, _updated(mine, "a3")),
+                NewEvent("task.updated", user_id, title_update(mine, "a1")),
+                NewEvent("task.updated", other_user_id, title_update(theirs, "b1")),
+                NewEvent("task.updated", user_id, title_update(mine, "a2")),
+                NewEvent("task.updated", user_id, title_update(mine, "a3")),
             ]
         )
 
@@ -187,12 +177,12 @@ def test_many_events_in_one_statement_number_each_users_in_the_order_given(user_
 
 def test_one_invalid_event_keeps_the_whole_batch_out(user_id):
     task = services.task_create(user_id=user_id, title="a")
-    broken = {**_updated(task, "b"), "task_id": task.pk + 1}
+    broken = {**title_update(task, "b"), "task_id": task.pk + 1}
 
     with pytest.raises(InvalidEnvelope), transaction.atomic():
         event_records(
             [
-                NewEvent("task.updated", user_id, _updated(task, "ok")),
+                NewEvent("task.updated", user_id, title_update(task, "ok")),
                 NewEvent("task.updated", user_id, broken),
             ]
         )
