@@ -39,6 +39,18 @@ def p50_p95(samples: Sequence[float]) -> tuple[float, float]:
     return percentile(samples, 50), percentile(samples, 95)
 
 
+def plan_scans(plan: dict):
+    """The scan nodes of an ``EXPLAIN (FORMAT JSON)`` plan, as "Index Scan on task_user_due_idx"
+    or "Seq Scan on tasks_task"."""
+    node = plan["Node Type"]
+    if "Index Name" in plan:
+        yield f"{node} on {plan['Index Name']}"
+    elif node == "Seq Scan":
+        yield f"Seq Scan on {plan.get('Relation Name')}"
+    for child in plan.get("Plans", []):
+        yield from plan_scans(child)
+
+
 def fmt(value: float) -> str:
     if value != value:  # NaN
         return "n/a"

@@ -28,6 +28,7 @@ from todo_project.benchmarks import (
     fmt,
     machine_line,
     p50_p95,
+    plan_scans,
     server_env,
     write_section,
 )
@@ -98,17 +99,6 @@ NAIVE_SQL = {
         "due_at ASC NULLS LAST, id",
     ),
 }
-
-
-def _plan_nodes(plan: dict):
-    """Scan nodes of a JSON plan, as "Index Scan on task_user_due_idx"."""
-    node = plan["Node Type"]
-    if "Index Name" in plan:
-        yield f"{node} on {plan['Index Name']}"
-    elif node == "Seq Scan":
-        yield f"Seq Scan on {plan.get('Relation Name')}"
-    for child in plan.get("Plans", []):
-        yield from _plan_nodes(child)
 
 
 class Command(BaseCommand):
@@ -261,7 +251,7 @@ class Command(BaseCommand):
                 qs = task_queryset_for_user(user_id=user_id, filters=filters).using(ALIAS)
                 sql, params = qs[offset : offset + 50].query.sql_with_params()
                 plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0][0]["Plan"]
-                plans[case] = ", ".join(dict.fromkeys(_plan_nodes(plan))) or "-"
+                plans[case] = ", ".join(dict.fromkeys(plan_scans(plan))) or "-"
         return plans
 
     def _time_raw(self, user_ids, words, samples) -> dict[str, list[float]]:
