@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,3 +72,44 @@ def jwks_endpoint(private_key, kid: str = "k1") -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class LiveServer:
+    """The project's ASGI app under uvicorn in a thread of the test process (so it uses the
+    test database), on a free loopback port; its lifespan starts only the MCP session manager."""
+
+    def __init__(self):
+        import uvicorn
+
+        from todo_project import http_limits
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            asgi_app_with_mcp_lifespan_only(),
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            http=http_limits.PROTOCOL,  # as manage.py serve and the container run it
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -25,7 +24,6 @@ import httpx
 import jwt
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -37,9 +35,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tasks import services
-from todo_project import http_limits
 from todo_project.auth import issue_token
-from todo_project.testing import asgi_app_with_mcp_lifespan_only
+from todo_project.testing import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,39 +47,6 @@ OWNER = "hostile-owner"
 
 
 # --- a live server --------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            asgi_app_with_mcp_lifespan_only(),
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            http=http_limits.PROTOCOL,  # as manage.py serve and the container run it
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -101,7 +65,7 @@ def _end_stray_connections(django_db_blocker):
 
 @pytest.fixture(scope="module")
 def server():
-    with Server() as running:
+    with LiveServer() as running:
         yield running
 
 
