@@ -333,27 +333,43 @@ def _fire_locked(reminders: list[Reminder], *, source: str) -> int:
 FIRED = "fired"
 ALREADY_FIRED = "already_fired"
 STALE = "stale"
+EARLY = "early"
+# Dapr's scheduler keeps its own clock: a trigger this much before the reminder's time still fires.
+JOB_CLOCK_SKEW = timedelta(seconds=60)
 
 
-def reminder_fire_from_job(
-    *, task_id: int, generation: int | None = None, remind_at: datetime | None = None
-) -> str:
-    """Fire the reminder a Dapr job names. ``FIRED`` or ``ALREADY_FIRED`` (a repeated trigger)
-    mean "done"; ``STALE`` means the task no longer wants this trigger."""
+def reminder_fire_from_job(*, task_id: int, generation: int, remind_at: datetime) -> str:
+    """Fire the reminder a Dapr job names, when the trigger is for the reminder's current
+    generation and time and not before that time. ``FIRED`` or ``ALREADY_FIRED`` (a repeated
+    trigger) mean "done"; ``STALE`` means the task no longer wants this trigger; ``EARLY`` means
+    it came before its time, which fires nothing and has the job scheduled again."""
     user_id = Reminder.objects.filter(task_id=task_id).values_list("user_id", flat=True).first()
     if user_id is None:
         return STALE
     with transaction.atomic():
         lock_user(user_id)
-        reminder = Reminder.objects.select_for_update().get(task_id=task_id)
-        if generation is not None and reminder.generation != generation:
-            return STALE
-        if remind_at is not None and reminder.fire_at != remind_at:
+        reminder = Reminder.objects.select_for_update().filter(task_id=task_id).first()
+        if reminder is None:
+            return STALE  # deleted with its task since the first read
+        if reminder.generation != generation or reminder.fire_at != remind_at:
             return STALE
         if reminder.state == ReminderState.FIRED:
             return ALREADY_FIRED
         if reminder.state != ReminderState.SCHEDULED:
             return STALE
+        now = timezone.now()
+        if reminder.fire_at > now + JOB_CLOCK_SKEW:
+            # Dapr ends a one-shot job once its trigger is answered; the re-sync loop
+            # (``jobs.sync_pending_jobs``) schedules it again for its real time.
+            reminder.job_synced = False
+            reminder.updated_at = now
+            reminder.save(update_fields=["job_synced", "updated_at"])
+            logger.warning(
+                "job trigger for task %s came %.0fs early",
+                task_id,
+                (reminder.fire_at - now).total_seconds(),
+            )
+            return EARLY
         return FIRED if _fire_locked([reminder], source="dapr") else STALE
 
 

@@ -12,7 +12,8 @@ urlpatterns = [
     path("", include("tasks.mcp.urls")),  # /mcp under runserver (WSGI); ASGI mounts it first
     path("api/", include("events.urls")),
     path("api/", include("reminders.api.urls")),
-    path("job/<str:name>", job_trigger, name="dapr-job-trigger"),  # Dapr Jobs API callback
+    # Dapr Jobs API callback; the view answers 404 unless the Dapr broker is configured
+    path("job/<str:name>", job_trigger, name="dapr-job-trigger"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),

@@ -1,5 +1,6 @@
 """Reminders as Dapr jobs, against an in-process sidecar built from the SDK's gRPC stubs."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,6 +9,7 @@ from django.db import transaction
 
 from reminders import jobs
 from reminders.models import Reminder, ReminderState
+from reminders.representation import job_data
 from reminders.tests.helpers import soon
 from reminders.tests.sidecar import JobCall, RecordingSidecar
 from tasks import services
@@ -214,3 +216,33 @@ def test_a_process_that_does_not_own_jobs_leaves_them_to_the_web_process(
     assert [call.name for call in dapr.calls] == [f"reminder-task-{task.pk}"]
     reminder.refresh_from_db()
     assert reminder.job_synced is True
+
+
+@pytest.mark.django_db
+def test_a_trigger_that_comes_early_has_the_same_job_scheduled_again(
+    sidecar, settings, user_id, client, django_capture_on_commit_callbacks
+):
+    # given a reminder whose job Dapr holds
+    dapr = sidecar()
+    settings.APP_API_TOKEN = "app-token"
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.task_create(
+            user_id=user_id, title="t", due_date="2031-07-01T10:00:00Z", reminder_time="1h"
+        )
+    reminder = Reminder.objects.get(task_id=task.pk)
+    [scheduled] = dapr.calls
+
+    # when Dapr triggers it years before its time (a skewed clock ends the one-shot job)
+    response = client.post(
+        f"/job/{jobs.job_name(task.pk)}",
+        data=json.dumps(job_data(reminder)),
+        content_type="application/json",
+        headers={"dapr-api-token": "app-token"},
+    )
+
+    # then nothing fires, and the re-sync loop schedules the very same job again
+    assert (response.status_code, response.json()) == (425, {"status": "early"})
+    assert jobs.sync_pending_jobs(older_than=timedelta(0)) == (1, 0)
+    assert dapr.calls == [scheduled, scheduled]
+    reminder.refresh_from_db()
+    assert (reminder.state, reminder.job_synced) == (ReminderState.SCHEDULED, True)
