@@ -31,6 +31,7 @@ import fnmatch
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -52,11 +53,11 @@ DEFAULT_DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 SYSTEM_COMMANDS = ("apt-get", "apt", "groupadd", "useradd", "addgroup", "adduser", "chown")
 INSTALL_WITH_OWNER = re.compile(r"^install\s+.*-o\s")
 
-# What the started web process gets in its environment: a dummy secret, no DEBUG and a
+# What the started web process gets in its environment: random secrets, no DEBUG and a
 # database URL that points nowhere (/healthz must not need the database).
 RUNTIME_ENV = {
-    "SECRET_KEY": "check-dockerfile-not-a-secret",
-    "JWT_SECRET": "check-dockerfile-not-a-secret",
+    "SECRET_KEY": secrets.token_urlsafe(48),
+    "JWT_SECRET": secrets.token_urlsafe(48),
     "DEBUG": "0",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "DATABASE_URL": "postgresql://check:check@127.0.0.1:9/check",

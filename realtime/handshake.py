@@ -72,11 +72,15 @@ def parse_sequence(value) -> int:
 def origin_allowed(scope) -> bool:
     """Browsers send ``Origin``; other clients need not. A browser origin must be one the
     deployment serves (``ALLOWED_HOSTS``) or one it trusts (``REALTIME_ALLOWED_ORIGINS``,
-    ``CSRF_TRUSTED_ORIGINS``)."""
+    ``CSRF_TRUSTED_ORIGINS``, ``CORS_ALLOWED_ORIGINS``)."""
     origin = _header(scope, b"origin")
     if origin is None:
         return True
-    trusted = [*settings.REALTIME_ALLOWED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS]
+    trusted = [
+        *settings.REALTIME_ALLOWED_ORIGINS,
+        *settings.CSRF_TRUSTED_ORIGINS,
+        *settings.CORS_ALLOWED_ORIGINS,
+    ]
     if "*" in trusted or origin in trusted:
         return True
     try:

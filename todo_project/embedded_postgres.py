@@ -16,6 +16,7 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "postgres"
 DATABASE_NAME = "todo"
+SECRETS_FILE_NAME = "secrets.json"
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,12 @@ def _initialise(data_dir: Path) -> None:
         user=server_user,
     )
     _tune(data_dir)
+
+
+def secrets_file(data_dir: Path | None = None) -> Path:
+    """Where the install's generated secrets live: beside the data directory, so they are kept
+    and removed with it, but outside it (initdb wants an empty directory)."""
+    return (data_dir or DEFAULT_DATA_DIR).resolve().parent / SECRETS_FILE_NAME
 
 
 def start(data_dir: Path | None = None) -> dict:

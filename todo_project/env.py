@@ -1,12 +1,17 @@
 """Reading the environment: the one place settings come from.
 
-Defaults give the embedded mode (a laptop, one command). Production (``DEBUG=0``) refuses to
-start without the secrets it needs.
+Defaults give the embedded mode (a laptop, one command), which generates its own secrets once
+per install. Production (``DATABASE_URL`` set, ``DEBUG`` off) refuses to start without the
+secrets it needs.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import stat
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -45,16 +50,77 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def mandatory_secret(name: str, *, debug: bool, dev_default: str) -> str:
-    """A secret that must be set in production; development falls back to a fixed value."""
+def mandatory_secret(name: str, *, local: LocalSecrets | None) -> str:
+    """A secret from the environment; without one, from the install's ``local`` secrets file
+    when the mode allows it (``local`` is None in production, where a missing secret is fatal)."""
     value = env_str(name)
     if value:
         return value
-    if debug:
-        return dev_default
+    if local is not None:
+        return local.get(name)
     raise ImproperlyConfigured(
-        f"{name} is not set. It is required when DEBUG=0; see .env.example for every setting."
+        f"{name} is not set. It is required when DEBUG=0 and DATABASE_URL is set; "
+        "see .env.example for every setting."
     )
+
+
+class LocalSecrets:
+    """Secrets generated once per install and kept in a JSON file readable by its owner only.
+
+    The file is written complete under a temporary name and linked into place, so a process
+    never reads half of it, and of two processes that start at once the first link wins and
+    both use its secrets.
+    """
+
+    NAMES = ("SECRET_KEY", "JWT_SECRET")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._values: dict[str, str] | None = None
+
+    def get(self, name: str) -> str:
+        if self._values is None:
+            self._values = self._read() if self.path.exists() else self._create()
+        value = self._values.get(name)
+        if not isinstance(value, str) or not value:
+            raise ImproperlyConfigured(
+                f"{self.path} has no {name}; delete the file to generate new secrets "
+                f"(tokens signed with the old ones stop working), or set {name}."
+            )
+        return value
+
+    def _read(self) -> dict[str, str]:
+        mode = self.path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ImproperlyConfigured(
+                f"{self.path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
+                f"run: chmod 600 {self.path}"
+            )
+        try:
+            values = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ImproperlyConfigured(f"{self.path} cannot be read: {exc}") from None
+        if not isinstance(values, dict):
+            raise ImproperlyConfigured(f"{self.path} must hold a JSON object.")
+        return values
+
+    def _create(self) -> dict[str, str]:
+        values = {name: secrets.token_urlsafe(48) for name in self.NAMES}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(values, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, self.path)
+            except FileExistsError:
+                return self._read()
+        finally:
+            temporary.unlink(missing_ok=True)
+        return values
 
 
 def database_from_url(url: str) -> dict:

@@ -445,6 +445,35 @@ def test_each_process_has_its_own_dapr_app_id(case):
             assert "dapr.io/app-port" not in ann and "dapr.io/app-token-secret" not in ann
 
 
+def test_dapr_without_the_app_token_does_not_render_unless_debug():
+    """The web process refuses to start with Dapr, DEBUG off and no APP_API_TOKEN: the chart
+    says so at install time instead of leaving a crash-looping Deployment."""
+    sdk = helm()
+    no_token = {"dapr": {"appToken": {"enabled": False}}}
+    with sdk.Chart.load(str(CHART)) as chart:
+        with pytest.raises(sdk.HelmRenderError, match="refuses to start without APP_API_TOKEN"):
+            chart.render(no_token, name="todo", namespace="todo")
+        assert chart.render({**no_token, "config": {"debug": True}}, name="todo", namespace="todo")
+
+
+def test_a_created_secret_with_a_short_jwt_secret_does_not_render_unless_debug():
+    sdk = helm()
+    created = {
+        "existingSecret": "",
+        "create": True,
+        "databaseUrl": "postgresql://todo@db/todo",
+        "secretKey": "k" * 50,
+    }
+    with sdk.Chart.load(str(CHART)) as chart:
+        with pytest.raises(sdk.HelmRenderError, match="must be at least 32 bytes"):
+            chart.render({"secrets": {**created, "jwtSecret": "s" * 31}}, name="t", namespace="t")
+        assert chart.render(
+            {"secrets": {**created, "jwtSecret": "s" * 32}}, name="t", namespace="t"
+        )
+        short_in_debug = {"secrets": {**created, "jwtSecret": "short"}, "config": {"debug": True}}
+        assert chart.render(short_in_debug, name="t", namespace="t")
+
+
 @pytest.mark.parametrize("case", ["default", "minikube", "all-features"])
 def test_pubsub_component_gives_each_app_id_its_own_group_and_topics(case):
     r = render(case)
@@ -765,6 +794,10 @@ def test_local_dapr_resources_are_valid():
         app.get("env", {}).get("METRICS_PORT") for app in run["apps"] if app["appID"] != "todo-web"
     ]
     assert len(set(ports)) == len(ports), "processes on one host need distinct METRICS_PORTs"
+    # As in the chart: only web answers job callbacks, so only web needs APP_API_TOKEN.
+    assert [
+        app.get("env", {}).get("REMINDER_JOBS_OWNER") for app in run["apps"] if app is not web
+    ] == ["0"] * (len(run["apps"]) - 1)
     pubsubs = [load_yaml(p) for p in (DEPLOY / "dapr").glob("pubsub-*/pubsub.yaml")]
     assert {p["spec"]["type"] for p in pubsubs} == {"pubsub.redis", "pubsub.kafka"}
     for p in pubsubs:

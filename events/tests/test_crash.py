@@ -72,6 +72,7 @@ def spawn(tmp_path, fast_retries):
         "DJANGO_SETTINGS_MODULE": "todo_project.settings",
         "LOG_FORMAT": "text",
         "RUN_WORKERS_IN_PROCESS": "0",
+        "REMINDER_JOBS_OWNER": "0",  # relay and consumers, as the chart runs them
     }
 
     def start(name: str, *args: str, **env: str) -> Process:

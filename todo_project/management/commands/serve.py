@@ -39,6 +39,8 @@ class Command(BaseCommand):
             f"  Events          {settings.EVENTS_BROKER} broker; workers in this process: "
             f"{'yes' if settings.RUN_WORKERS_IN_PROCESS else 'no'}",
         ]
+        if settings.LOCAL_SECRETS_FILE and settings.LOCAL_SECRETS_FILE.exists():
+            lines.append(f"  Secrets         generated once, kept in {settings.LOCAL_SECRETS_FILE}")
         if settings.JWT_SECRET:
             token = issue_token(DEMO_USER, ttl_seconds=7 * 86400)
             lines += [
