@@ -1,6 +1,10 @@
 import re
 import uuid
 
+from django.http import JsonResponse
+from django.middleware.common import CommonMiddleware
+
+from todo_project.errors import error_body
 from todo_project.logging import log_context
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -41,3 +45,76 @@ class MetricsMiddleware:
             perf_counter() - started
         )
         return response
+
+
+# Only the REST API: an unrouted /job/ must look like any unknown path.
+API_PATH_PREFIX = "/api/"
+_JSON_TYPES = ("application/json", "+json")
+_BARE_ERRORS = {
+    400: ("bad_request", "The request is malformed."),
+    403: ("forbidden", "Forbidden."),
+    404: ("not_found", "Not found."),
+    413: ("too_large", "The body is too large."),
+    429: ("throttled", "Too many requests; try again after Retry-After seconds."),
+}
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PATH_PREFIX)
+
+
+class ApiCommonMiddleware(CommonMiddleware):
+    """Django's ``CommonMiddleware``, except that under the API only GET and HEAD are redirected
+    to the path with its trailing slash: a redirected POST loses its body (and with ``DEBUG`` on
+    Django raises instead), so other methods get a JSON 404 that names the right path."""
+
+    def process_response(self, request, response):
+        if (
+            response.status_code == 404
+            and request.method not in ("GET", "HEAD")
+            and is_api_path(request.path_info)
+            and self.should_redirect_with_slash(request)
+        ):
+            message = (
+                f"No endpoint at {request.path}; use {request.path}/ (with the trailing slash)."
+            )
+            return JsonResponse(error_body("not_found", message), status=404)
+        return super().process_response(request, response)
+
+
+class ApiErrorsMiddleware:
+    """Under the API, an error Django answers with a page (its 404 and 500 pages, the ``DEBUG``
+    pages, a bare 405 from ``require_POST``) is answered in the API's JSON error shape instead.
+    Django has logged it by then (a 500 with its traceback)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        status = response.status_code
+        if status < 400 or not is_api_path(request.path_info) or _is_json(response):
+            return response
+        if status >= 500:
+            body = error_body("server_error", "Something went wrong on our side.")
+            request_id = getattr(request, "request_id", None)
+            if request_id:
+                body["error"]["message"] = (
+                    f"Something went wrong on our side; the request id is {request_id}."
+                )
+                body["error"]["request_id"] = request_id
+        elif status == 405:
+            body = error_body("method_not_allowed", f"Method {request.method} is not allowed here.")
+        else:
+            code, message = _BARE_ERRORS.get(status, ("error", f"{response.reason_phrase}."))
+            body = error_body(code, message)
+        answer = JsonResponse(body, status=status)
+        for header, value in response.items():
+            if header.lower() not in ("content-type", "content-length"):
+                answer[header] = value
+        return answer
+
+
+def _is_json(response) -> bool:
+    media_type = response.get("Content-Type", "").partition(";")[0].strip().lower()
+    return media_type.endswith(_JSON_TYPES)
