@@ -1,9 +1,10 @@
 """``/ws/tasks/``: one socket, one user, that user's task and notification events in order.
 
 Life of a socket:
-1. handshake: Origin check, token (subprotocol ``bearer, <jwt>`` or ``?token=``), optional
-   ``?last_sequence=N``; failures are accepted and closed at once with a close code from
-   ``realtime.frames.CloseCode``, before any data frame;
+1. handshake: Host and Origin checks, token (subprotocol ``bearer, <jwt>`` or ``?token=``),
+   optional ``?last_sequence=N``, a free slot (per user and per process); failures are accepted
+   and closed at once with a close code from ``realtime.frames.CloseCode``, before any data
+   frame. Refused handshakes count against the client address's ``anonymous`` rate limit;
 2. join the user's group (``realtime.groups``), then read the newest sequence and, when
    resuming, what the user missed from the event log; send ``hello``, the missed events (or
    ``resync``), then whatever arrived live meanwhile that is newer;
@@ -31,7 +32,9 @@ from django.conf import settings
 from realtime import delivery, frames, handshake, replay
 from realtime.frames import CloseCode
 from realtime.groups import group_for_user
+from tasks.api.throttles import ANONYMOUS, client_address, spend_async
 from todo_project.auth import AuthError, TokenUser, verify_token_async
+from todo_project.hosts import allowed_host
 from todo_project.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FANOUT
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,44 @@ GROUP_REFRESH_SECONDS = 3600.0
 MAX_GROUP_OPERATIONS = 32
 
 _group_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+class _Slots:
+    """The open sockets of this process (its one event loop serves them all), per user.
+
+    Per process, not shared between processes: ``docs/realtime.md`` says what that means."""
+
+    def __init__(self):
+        self.total = 0
+        self.per_user: dict[str, int] = {}
+
+    def process_full(self) -> bool:
+        return self.total >= settings.REALTIME_MAX_SOCKETS_PER_PROCESS
+
+    def take(self, user_id: str) -> tuple[CloseCode, str] | None:
+        """Hold a slot for ``user_id``; when there is none, the close code and reason."""
+        if self.process_full():
+            return CloseCode.TRY_AGAIN_LATER, "try_again_later"
+        if self.per_user.get(user_id, 0) >= settings.REALTIME_MAX_SOCKETS_PER_USER:
+            return CloseCode.POLICY, "too_many_sockets"
+        self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
+        self.total += 1
+        return None
+
+    def release(self, user_id: str) -> None:
+        left = self.per_user.get(user_id, 0) - 1
+        if left > 0:
+            self.per_user[user_id] = left
+        else:
+            self.per_user.pop(user_id, None)
+        self.total = max(0, self.total - 1)
+
+
+_slot_registry: dict[asyncio.AbstractEventLoop, _Slots] = {}
+
+
+def _slots() -> _Slots:
+    return delivery.per_loop(_slot_registry, asyncio.get_running_loop(), _Slots)
 
 
 class _Watch:
@@ -118,6 +159,19 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         self._window_count = 0
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._behind: int | None = None  # a newer sequence the last watch saw and we lacked
+        self._slot_user: str | None = None  # whose slot this socket holds, until it ends
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the socket ended (close, abrupt disconnect, cancelled), its slot is free.
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._slot_user is not None:
+            user_id, self._slot_user = self._slot_user, None
+            _slots().release(user_id)
 
     # --- dispatch ------------------------------------------------------------------------
     async def dispatch(self, message):
@@ -144,8 +198,16 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             await self._refuse(subprotocol, CloseCode.BAD_REQUEST, "bad_request")
             logger.info("websocket refused: %s", exc.reason)
             return
+        if allowed_host(self.scope) is None:
+            await self._refuse(shake.subprotocol, CloseCode.BAD_REQUEST, "disallowed_host")
+            return
         if not handshake.origin_allowed(self.scope):
             await self._refuse(shake.subprotocol, CloseCode.FORBIDDEN, "origin_not_allowed")
+            return
+        if _slots().process_full():
+            await self._refuse(
+                shake.subprotocol, CloseCode.TRY_AGAIN_LATER, "try_again_later", counted=False
+            )
             return
         if not shake.token:
             await self._refuse(shake.subprotocol, CloseCode.UNAUTHORIZED, "missing_token")
@@ -158,6 +220,11 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             )
             await self._refuse(shake.subprotocol, code, exc.code)
             return
+        full = _slots().take(user.id)
+        if full is not None:
+            await self._refuse(shake.subprotocol, *full, counted=False)
+            return
+        self._slot_user = user.id
 
         self.user = user
         await self.accept(subprotocol=shake.subprotocol)
@@ -173,10 +240,15 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         await self._catch_up(shake.last_sequence, first=True)
         _watch().add(self)
 
-    async def _refuse(self, subprotocol: str | None, code: CloseCode, reason: str) -> None:
+    async def _refuse(
+        self, subprotocol: str | None, code: CloseCode, reason: str, *, counted: bool = True
+    ) -> None:
         """Accept, then close with ``code``: a close before accepting reaches browsers as a
-        failed handshake with no code at all."""
+        failed handshake with no code at all. A refusal ``counted`` against the client's address
+        becomes 4429 once that address has spent its budget."""
         self._closing = True
+        if counted and await spend_async(ANONYMOUS, client_address(self.scope)) is not None:
+            code, reason = CloseCode.POLICY, "rate_limited"
         await self.accept(subprotocol=subprotocol)
         await self.close(code=int(code), reason=reason)
 
@@ -349,7 +421,7 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             return
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             await self._invalid("invalid_json", "Frames are JSON objects.")
             return
         kind = data.get("type") if isinstance(data, dict) else None

@@ -19,13 +19,16 @@ LAYER_EVENT = "realtime.event"
 class CloseCode(IntEnum):
     """Close codes the server uses. 4000-4999 are for applications (RFC 6455 section 7.4.2)."""
 
-    BAD_REQUEST = 4400  # malformed handshake (e.g. last_sequence is not a number)
+    TRY_AGAIN_LATER = 1013  # this server process holds as many sockets as it may (RFC 6455)
+    BAD_REQUEST = 4400  # malformed handshake (e.g. last_sequence is not a number), bad Host
     UNAUTHORIZED = 4401  # token missing, malformed, badly signed, wrong issuer/audience
     FORBIDDEN = 4403  # Origin not allowed
     NOT_FOUND = 4404  # no WebSocket endpoint at this path
     TOKEN_EXPIRED = 4408  # token expired (at connect, or while connected)
     TOO_SLOW = 4409  # the client did not read its frames fast enough; reconnect and resume
-    POLICY = 4429  # too many invalid frames or too many messages from the client
+    # too many invalid frames or messages, too many sockets of one user, or too many refused
+    # handshakes from one address
+    POLICY = 4429
 
 
 def dumps(frame: dict[str, Any]) -> str:

@@ -195,6 +195,8 @@ def server_env(url: str, **overrides: str) -> dict[str, str]:
         "JWT_SECRET": settings.JWT_SECRET,
         "RATE_LIMIT_WRITES": "1000000/min",
         "RATE_LIMIT_LISTS": "1000000/min",
+        "RATE_LIMIT_READS": "1000000/min",
+        "RATE_LIMIT_ANONYMOUS": "1000000/min",
         "LOG_LEVEL": "WARNING",
         "EVENTS_BROKER": "embedded",
     }

@@ -6,6 +6,7 @@ Apps add their ASGI endpoints in their ``AppConfig.ready`` through ``mount_http`
 
 from __future__ import annotations
 
+from todo_project.hosts import allowed_host, send_disallowed_host
 from todo_project.lifespan import lifespan_app
 
 _http_mounts: list[tuple[str, object]] = []
@@ -28,7 +29,11 @@ def build_application(django_app):
             path = scope.get("path", "")
             for prefix, app in _http_mounts:
                 if path == prefix or path.startswith(prefix + "/"):
-                    await app(scope, receive, send)
+                    # Django checks the host of what it serves; these mounts are checked here.
+                    if allowed_host(scope) is None:
+                        await send_disallowed_host(send)
+                    else:
+                        await app(scope, receive, send)
                     return
             await django_app(scope, receive, send)
         elif kind == "websocket":

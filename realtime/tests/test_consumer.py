@@ -1,6 +1,6 @@
-"""The task socket: handshake and auth, per-user groups, live frames, resume and resync, and
-what it does with clients that misbehave. Events come from real task changes through the
-events framework (``realtime.tests.conftest.drain``)."""
+"""The task socket: handshake and auth, per-user groups, live frames, resume and resync, and the
+heartbeat. Events come from real task changes through the events framework
+(``realtime.tests.conftest.drain``). Clients that misbehave: ``test_hostile_socket.py``."""
 
 from __future__ import annotations
 
@@ -366,41 +366,7 @@ async def test_up_to_date_client_gets_nothing_replayed(user_id):
     await communicator.disconnect()
 
 
-# --- client frames -------------------------------------------------------------------------
-
-
-async def test_ping_gets_pong_and_invalid_frames_get_errors(user_id):
-    communicator, _ = await connect_user(user_id)
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from() == {"type": "pong"}
-
-    await communicator.send_to(text_data="{not json")
-    assert (await communicator.receive_json_from())["code"] == "invalid_json"
-    await communicator.send_json_to({"type": "subscribe", "user_id": "someone-else"})
-    assert (await communicator.receive_json_from())["code"] == "unknown_type"
-    await communicator.send_to(bytes_data=b"\x00\x01")
-    assert (await communicator.receive_json_from())["code"] == "binary_frame"
-    await communicator.send_to(text_data="x" * 5000)
-    assert (await communicator.receive_json_from())["code"] == "frame_too_large"
-    await communicator.send_json_to({"type": "resume", "last_sequence": -1})
-    assert (await communicator.receive_json_from())["code"] == "invalid_sequence"
-    await communicator.disconnect()
-
-
-async def test_repeated_invalid_frames_close_4429(user_id):
-    communicator, _ = await connect_user(user_id)
-    for _ in range(5):
-        await communicator.send_json_to(["not", "an", "object"])
-        assert (await communicator.receive_json_from())["type"] == "error"
-    await communicator.send_json_to(["again"])
-    await expect_close(communicator, CloseCode.POLICY)
-
-
-async def test_a_flood_of_messages_closes_4429(user_id):
-    communicator, _ = await connect_user(user_id)
-    for _ in range(101):
-        await communicator.send_json_to({"type": "pong"})
-    await expect_close(communicator, CloseCode.POLICY)
+# --- heartbeat -----------------------------------------------------------------------------
 
 
 async def test_heartbeat_pings_idle_sockets(user_id, settings):

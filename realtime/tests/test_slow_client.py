@@ -49,7 +49,7 @@ async def test_a_client_that_does_not_read_is_closed_4409_while_others_get_every
         "type": "websocket",
         "path": "/ws/tasks/",
         "query_string": b"",
-        "headers": [],
+        "headers": [(b"host", b"127.0.0.1:8000")],
         "subprotocols": ["bearer", issue_token(user_id)],
     }
     app_task = asyncio.create_task(asgi_app()(scope, stuck.inbox.get, stuck.send))

@@ -1,34 +1,105 @@
-"""Per-user rate limits: one budget for writes, one for lists. 429 carries ``Retry-After``."""
+"""Rate limits for every surface, counted in the cache (shared by all processes with Redis).
 
+Budgets (``settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``), per user unless said otherwise:
+
+- ``task_write``: every request that changes something (REST writes, MCP write tools);
+- ``task_list``: lists and searches (REST list views, MCP ``list_tasks``);
+- ``task_read``: every other read (one task, MCP methods other than tool calls);
+- ``anonymous``: per client address, for whatever arrives without a usable token (refused REST
+  requests, the schema, the MCP 401 challenge and its metadata, refused WebSocket handshakes).
+
+REST applies them through ``BudgetThrottle`` (the default throttle class) and
+``tasks.api.base.ThrottledView`` (the base of every API view). A spent budget answers 429 with
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+WRITE = "task_write"
+LIST = "task_list"
+READ = "task_read"
+ANONYMOUS = "anonymous"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PLAIN_IDENT = re.compile(r"[A-Za-z0-9._:@-]{1,100}", re.ASCII)
 
 
-class _PerUserThrottle(SimpleRateThrottle):
+class Budget(SimpleRateThrottle):
+    """One budget of one caller: DRF's sliding-window counting under a key of our choosing."""
+
+    def __init__(self, scope: str, ident: str):
+        self.scope = scope
+        self.ident = ident
+        super().__init__()
+
     def get_rate(self):
-        # Read at request time, so a changed setting applies without a restart of the class.
+        # Read at request time, so a changed setting applies without a restart.
         return settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][self.scope]
 
     def get_cache_key(self, request, view):
-        user = getattr(request, "user", None)
-        if not user or not getattr(user, "is_authenticated", False):
+        ident = self.ident
+        if not _PLAIN_IDENT.fullmatch(ident):
+            # User ids are any printable text; cache keys must be short and plain.
+            ident = "h" + hashlib.blake2b(ident.encode(), digest_size=16).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def spend(self) -> int | None:
+        """Count one call; ``None`` when allowed, else the seconds to wait (at least 1)."""
+        if self.allow_request(None, None):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": user.pk}
+        wait = self.wait()
+        return max(1, math.ceil(wait if wait is not None else 1))
 
 
-class TaskWriteThrottle(_PerUserThrottle):
-    scope = "task_write"
-
-    def allow_request(self, request, view):
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            return True
-        return super().allow_request(request, view)
+def spend(scope: str, ident: str) -> int | None:
+    """Count one call of ``ident`` against ``scope``: ``None``, or the seconds to wait."""
+    return Budget(scope, ident).spend()
 
 
-class TaskListThrottle(_PerUserThrottle):
-    scope = "task_list"
+async def spend_async(scope: str, ident: str) -> int | None:
+    """``spend`` for the event loop: a shared cache (Redis) is asked from a thread."""
+    if isinstance(caches["default"], LocMemCache):
+        return spend(scope, ident)
+    return await sync_to_async(spend, thread_sensitive=False)(scope, ident)
 
-    def allow_request(self, request, view):
-        if request.method != "GET":
-            return True
-        return super().allow_request(request, view)
+
+def client_address(scope_or_meta: dict) -> str:
+    """The peer's address as the server saw it (uvicorn puts a trusted proxy's
+    ``X-Forwarded-For`` there, see ``FORWARDED_ALLOW_IPS``); never a header a client sets."""
+    if "REMOTE_ADDR" in scope_or_meta:
+        return scope_or_meta["REMOTE_ADDR"] or "unknown"
+    client = scope_or_meta.get("client")
+    return client[0] if client else "unknown"
+
+
+def budget_for(request, view) -> tuple[str, str]:
+    """Which budget a REST request draws on, and whose."""
+    user = getattr(request, "user", None)
+    if not user or not getattr(user, "is_authenticated", False):
+        return ANONYMOUS, client_address(request.META)
+    if request.method not in _READ_METHODS:
+        return WRITE, str(user.pk)
+    return getattr(view, "read_budget", READ), str(user.pk)
+
+
+class BudgetThrottle(BaseThrottle):
+    """The one throttle of the REST API (``DEFAULT_THROTTLE_CLASSES``)."""
+
+    def __init__(self):
+        self._budget: Budget | None = None
+
+    def allow_request(self, request, view) -> bool:
+        self._budget = Budget(*budget_for(request, view))
+        return self._budget.allow_request(request, view)
+
+    def wait(self):
+        return self._budget.wait() if self._budget is not None else None

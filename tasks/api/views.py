@@ -8,9 +8,9 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from tasks import selectors, services
+from tasks.api.base import ThrottledView
 from tasks.api.params import parse_list_params, reject_unknown
 from tasks.api.serializers import (
     TaskListQuerySerializer,
@@ -19,7 +19,7 @@ from tasks.api.serializers import (
     TaskSerializer,
     TaskWriteSerializer,
 )
-from tasks.api.throttles import TaskListThrottle, TaskWriteThrottle
+from tasks.api.throttles import LIST
 from tasks.errors import TaskValidationError
 from tasks.representation import task_to_dict
 
@@ -77,8 +77,8 @@ def _validated_body(request: Request, serializer_class) -> dict:
     return {k: v for k, v in serializer.validated_data.items() if k in WRITE_FIELDS}
 
 
-class TaskListCreateView(APIView):
-    throttle_classes = [TaskWriteThrottle, TaskListThrottle]
+class TaskListCreateView(ThrottledView):
+    read_budget = LIST
 
     @extend_schema(
         operation_id="tasks_list",
@@ -128,9 +128,7 @@ class TaskListCreateView(APIView):
         return response
 
 
-class TaskDetailView(APIView):
-    throttle_classes = [TaskWriteThrottle]
-
+class TaskDetailView(ThrottledView):
     @extend_schema(
         operation_id="tasks_retrieve", responses={200: TaskSerializer, **ERROR_RESPONSES}
     )
@@ -204,9 +202,7 @@ class TaskDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TaskCompleteView(APIView):
-    throttle_classes = [TaskWriteThrottle]
-
+class TaskCompleteView(ThrottledView):
     @extend_schema(
         operation_id="tasks_complete",
         request=None,
@@ -222,9 +218,7 @@ class TaskCompleteView(APIView):
         return _task_response(task)
 
 
-class TaskReopenView(APIView):
-    throttle_classes = [TaskWriteThrottle]
-
+class TaskReopenView(ThrottledView):
     @extend_schema(
         operation_id="tasks_reopen",
         request=None,

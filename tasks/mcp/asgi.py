@@ -3,6 +3,10 @@ the lifespan hook that runs the SDK's session manager.
 
 The SDK is imported when the lifespan starts, not when Django starts, so management commands
 and tests that never serve MCP do not pay for it.
+
+Every JSON-RPC message but a tool call spends one call of the user's ``task_read`` budget here
+(a tool call spends the budget of what it does, in the tool); past it, the answer is HTTP 429
+with ``Retry-After`` and a JSON-RPC error whose ``data`` holds ``retry_after``.
 """
 
 from __future__ import annotations
@@ -10,10 +14,16 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import pydantic_core
+from django.conf import settings
+
+from tasks.api.throttles import READ
+from tasks.mcp import ratelimit
 from tasks.mcp.auth import (
     METADATA_PATH,
     RESOURCE_PATH,
     BearerAuth,
+    current_user,
     protected_resource_metadata,
     send_json,
 )
@@ -47,7 +57,57 @@ async def _dispatch(scope, receive, send) -> None:
             },
         )
         return
+    if scope.get("method") == "POST":
+        receive = await _limit_other_methods(receive, send)
+        if receive is None:
+            return
     await manager.handle_request(scope, receive, send)
+
+
+async def _read_body(receive) -> tuple[bytes | None, list[dict]]:
+    """The request's body and the messages it came in; ``None`` past the size limit (the
+    SDK answers that with 413 when the messages are replayed to it)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    messages: list[dict] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None, messages
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None, messages
+        if not message.get("more_body", False):
+            return b"".join(m.get("body", b"") for m in messages), messages
+
+
+async def _limit_other_methods(receive, send):
+    """Spend the user's read budget on anything but a tool call. Returns the ``receive`` the
+    SDK reads the (already read) body from, or ``None`` when the request was answered 429."""
+    body, messages = await _read_body(receive)
+    message = None
+    if body is not None:
+        try:
+            message = pydantic_core.from_json(body)
+        except ValueError:
+            message = None  # the SDK answers its parse error; the call still counts
+    if not ratelimit.is_tool_call(message):
+        try:
+            await ratelimit.consume_async(READ, current_user().id)
+        except ratelimit.RateLimited as exc:
+            await send_json(
+                send,
+                429,
+                ratelimit.rate_limited_body(message, exc.retry_after),
+                [(b"retry-after", str(exc.retry_after).encode())],
+            )
+            return None
+
+    async def replay() -> dict:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 mcp_app = BearerAuth(_dispatch)

@@ -4,6 +4,10 @@ A request without a usable token is answered 401 with the ``WWW-Authenticate`` c
 MCP authorization spec asks for (RFC 6750 + RFC 9728 ``resource_metadata``); the small
 protected-resource metadata document it points at is served here too. The verified user
 reaches the tools through a context variable, which the SDK's request tasks inherit.
+
+Both answers without a token are limited per client address (the ``anonymous`` budget): past
+it, 429 with ``Retry-After``. The ``Host`` they name in URLs was checked against
+``ALLOWED_HOSTS`` before the request got here (``todo_project.routing``, or Django itself).
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import json
 
 from django.conf import settings
 
+from tasks.api.throttles import ANONYMOUS, client_address
+from tasks.mcp.ratelimit import RateLimited, consume_async
 from todo_project.auth import AuthError, TokenUser, bearer_from_header, verify_token_async
+from todo_project.hosts import raw_host
 
 RESOURCE_PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -39,12 +46,7 @@ def _header(scope, name: bytes) -> str | None:
 
 
 def _origin(scope) -> str:
-    scheme = scope.get("scheme", "http")
-    host = _header(scope, b"host")
-    if not host:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] in (None, 80, 443) else f"{server[0]}:{server[1]}"
-    return f"{scheme}://{host}"
+    return f"{scope.get('scheme', 'http')}://{raw_host(scope)}"
 
 
 def _quoted(text: str) -> str:
@@ -68,8 +70,34 @@ async def send_json(send, status: int, body: dict, headers: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": payload})
 
 
+async def _rate_limited(send, retry_after: int) -> None:
+    await send_json(
+        send,
+        429,
+        {
+            "error": "rate_limited",
+            "error_description": f"Too many requests without a usable token; retry in "
+            f"{retry_after} s.",
+            "retry_after": retry_after,
+        },
+        [(b"retry-after", str(retry_after).encode())],
+    )
+
+
+async def _spend_anonymous(scope, send) -> bool:
+    """Count a request without a usable token against its address; answer 429 when spent."""
+    try:
+        await consume_async(ANONYMOUS, client_address(scope))
+    except RateLimited as exc:
+        await _rate_limited(send, exc.retry_after)
+        return False
+    return True
+
+
 async def _challenge(scope, send, error: AuthError | None) -> None:
     """401 with ``WWW-Authenticate``. No token at all gets no error code (RFC 6750 §3.1)."""
+    if not await _spend_anonymous(scope, send):
+        return
     metadata = f"{_origin(scope)}{METADATA_PATH}{RESOURCE_PATH}"
     parts = ['realm="mcp"']
     if error is not None:
@@ -118,6 +146,8 @@ async def protected_resource_metadata(scope, receive, send) -> None:
     """RFC 9728 metadata: ``/.well-known/oauth-protected-resource/mcp`` describes ``/mcp``;
     the bare well-known path describes the whole origin (REST uses the same tokens)."""
     if scope["type"] != "http":
+        return
+    if not await _spend_anonymous(scope, send):
         return
     if scope.get("method") not in ("GET", "HEAD"):
         await send_json(send, 405, {"error": "method_not_allowed"}, [(b"allow", b"GET, HEAD")])

@@ -1,21 +1,20 @@
-"""The REST rate limits, applied to MCP calls: same budgets, same cache, same keys.
+"""The REST rate limits, applied to MCP: same budgets, same cache, same keys.
 
-The REST throttle classes do the counting, so a user's REST and MCP calls draw on one budget:
-``task_write`` for the four write tools, ``task_list`` for ``list_tasks``.
+A user's REST and MCP calls draw on one budget (``tasks/api/throttles.py``): ``task_write`` for
+the four write tools, ``task_list`` for ``list_tasks``, ``task_read`` for every other method
+(``initialize``, ``tools/list``, ``ping``, notifications, ...). Requests without a usable token
+(the 401 challenge, the protected-resource metadata) draw on the client address's
+``anonymous`` budget.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-from tasks.api.throttles import TaskListThrottle, TaskWriteThrottle
+from tasks.api import throttles
 from todo_project.auth import TokenUser
 
-_THROTTLES = {
-    "task_write": (TaskWriteThrottle, "POST"),
-    "task_list": (TaskListThrottle, "GET"),
-}
+TOOL_CALL = "tools/call"
+# A JSON-RPC "server error" (the -32000..-32099 range is the implementation's to define).
+JSONRPC_RATE_LIMITED = -32000
 
 
 class RateLimited(Exception):
@@ -24,21 +23,39 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class _Call:
-    """What the throttles read from a request: who calls and with which method."""
-
-    user: TokenUser
-    method: str
-
-
 def consume(budget: str, user: TokenUser) -> None:
     """Count one call against ``budget``; raise ``RateLimited`` when it is spent.
 
-    Runs in a sync thread: the cache may be a database cache."""
-    throttle_class, method = _THROTTLES[budget]
-    throttle = throttle_class()
-    if throttle.allow_request(_Call(user=user, method=method), None):
-        return
-    wait = throttle.wait()
-    raise RateLimited(max(1, math.ceil(wait if wait is not None else 1)))
+    Runs in a sync thread: the cache may be Redis."""
+    wait = throttles.spend(budget, user.id)
+    if wait is not None:
+        raise RateLimited(wait)
+
+
+async def consume_async(budget: str, ident: str) -> None:
+    """``consume`` on the event loop, for a user id or (``anonymous``) a client address."""
+    wait = await throttles.spend_async(budget, ident)
+    if wait is not None:
+        raise RateLimited(wait)
+
+
+def is_tool_call(message: object) -> bool:
+    """Tool calls are counted by the tool itself, against the budget of what it does."""
+    return isinstance(message, dict) and message.get("method") == TOOL_CALL
+
+
+def rate_limited_body(message: object, retry_after: int) -> dict:
+    """The JSON-RPC error that answers a limited request (HTTP 429); the SDK's client hands it to
+    the caller as an ``MCPError`` whose ``data`` holds ``retry_after``."""
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        request_id = None
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {
+            "code": JSONRPC_RATE_LIMITED,
+            "message": f"rate limited, retry in {retry_after} s",
+            "data": {"code": "rate_limited", "retry_after": retry_after},
+        },
+    }

@@ -618,7 +618,11 @@ def test_get_is_405_there_is_no_stream_to_open(live, user_id):
 
 def test_host_and_origin_not_allowed_are_refused(live, user_id):
     token = {"Authorization": f"Bearer {issue_token(user_id)}"}
-    assert _post(live, {**token, "Host": "attacker.example"}).status_code == 421
+    refused = _post(live, {**token, "Host": "attacker.example"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "disallowed_host"
+    # in ALLOWED_HOSTS (the test settings add it) but not in MCP_ALLOWED_HOSTS: the SDK's check
+    assert _post(live, {**token, "Host": "testserver"}).status_code == 421
     assert _post(live, {**token, "Origin": "http://attacker.example"}).status_code == 403
     assert _post(live, {**token, "Host": f"localhost:{live.port}"}).status_code == 200
 
