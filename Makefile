@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults clean
+.PHONY: install run test lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults bench-schema clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 run: install  ## serve everything on http://127.0.0.1:8000 (PORT overrides)
 	$(PY) manage.py serve
 
+# With DATABASE_URL the settings refuse to start without secrets: a test run makes its own.
+test: export SECRET_KEY := $(or $(SECRET_KEY),$(shell $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))'))
+test: export JWT_SECRET := $(or $(JWT_SECRET),$(shell $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))'))
 test: install  ## the whole suite against a real PostgreSQL (embedded unless DATABASE_URL)
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
@@ -60,6 +63,9 @@ bench-load: install  ## 1,000 users with a WebSocket each, 60 s: error rate, p95
 
 bench-faults: install  ## kill -9 every worker and the server, restart PostgreSQL and Redis; invariants
 	$(PY) manage.py fault_check
+
+bench-schema: install  ## schemathesis, every check, 150 examples per API operation (make test runs 25)
+	HOSTILE_SCHEMA_EXAMPLES=150 $(PY) -m pytest -q tasks/tests/test_schema_fuzz.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -6,13 +6,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from events import selectors
 from events.representation import history_entry_to_dict
 from tasks import selectors as task_selectors
-from tasks.api.throttles import TaskListThrottle
-from tasks.errors import TaskValidationError
+from tasks.api.base import ThrottledView
+from tasks.api.params import parse_query
+from tasks.api.throttles import LIST
 
 MAX_LIMIT = 200
 
@@ -39,8 +39,8 @@ class HistoryPageSerializer(serializers.Serializer):
     results = HistoryEntrySerializer(many=True)
 
 
-class TaskHistoryView(APIView):
-    throttle_classes = [TaskListThrottle]
+class TaskHistoryView(ThrottledView):
+    read_budget = LIST
 
     @extend_schema(
         operation_id="tasks_history",
@@ -56,18 +56,12 @@ class TaskHistoryView(APIView):
         "A deleted task keeps its history.",
     )
     def get(self, request: Request, task_id: int) -> Response:
-        unknown = sorted(set(request.query_params) - set(HistoryQuerySerializer().fields))
-        if unknown:
-            raise TaskValidationError(
-                f"Unknown parameter: {unknown[0]}.", field=unknown[0], code="unknown_parameter"
-            )
-        query = HistoryQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = parse_query(request.query_params, HistoryQuerySerializer)
         page = selectors.task_history_for_user(
             user_id=request.user.id,
             task_id=task_id,
-            limit=query.validated_data["limit"],
-            offset=query.validated_data["offset"],
+            limit=query["limit"],
+            offset=query["offset"],
         )
         if page.total == 0:
             # No history yet: an existing task of the caller's (its first event is on its

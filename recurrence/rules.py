@@ -297,18 +297,21 @@ def _rrule_until(value: str) -> date:
 
 def _rrule_bymonth(value: str) -> tuple[int, ...]:
     months = set()
-    for item in value.split(","):
-        if not _BYMONTH_RE.fullmatch(item.strip()) or not 1 <= int(item) <= 12:
-            raise RecurrenceError(f"BYMONTH values must be between 1 and 12 (got {item!r})")
+    for raw in value.split(","):
+        # int() strips fewer blanks than str.strip() (not U+001F, say): strip first.
+        item = raw.strip()
+        if not _BYMONTH_RE.fullmatch(item) or not 1 <= int(item) <= 12:
+            raise RecurrenceError(f"BYMONTH values must be between 1 and 12 (got {raw!r})")
         months.add(int(item))
     return tuple(sorted(months))
 
 
 def _rrule_bymonthday(value: str) -> tuple[int, ...]:
     days = set()
-    for item in value.split(","):
-        if not _BYMONTHDAY_RE.fullmatch(item.strip()) or not 1 <= abs(int(item)) <= 31:
-            raise RecurrenceError(f"BYMONTHDAY values must be 1 to 31 or -31 to -1 (got {item!r})")
+    for raw in value.split(","):
+        item = raw.strip()
+        if not _BYMONTHDAY_RE.fullmatch(item) or not 1 <= abs(int(item)) <= 31:
+            raise RecurrenceError(f"BYMONTHDAY values must be 1 to 31 or -31 to -1 (got {raw!r})")
         days.add(int(item))
     return tuple(sorted(days))
 
@@ -350,10 +353,15 @@ def _parts_to_text(parts: _Parts) -> str:
             "BYDAY=" + ",".join(f"{n if n else ''}{_RRULE_DAYS[wd]}" for n, wd in parts.byday)
         )
     if parts.until is not None:
-        items.append(f"UNTIL={parts.until:%Y%m%d}")
+        items.append(f"UNTIL={_rrule_date(parts.until)}")
     if parts.count is not None:
         items.append(f"COUNT={parts.count}")
     return ";".join(items)
+
+
+def _rrule_date(day: date) -> str:
+    # strftime's %Y does not pad years before 1000, and UNTIL needs all four digits.
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
 def _needs_rrule(parts: _Parts) -> bool:

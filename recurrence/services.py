@@ -18,7 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from recurrence import selectors
 from recurrence.models import StoppedSeries
-from recurrence.rules import next_occurrence, parse_rule
+from recurrence.rules import RecurrenceError, next_occurrence, parse_rule
 from tasks.errors import TaskConflict
 from tasks.locking import lock_user
 from tasks.models import Task
@@ -52,7 +52,8 @@ def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
     """Create the instance that follows a completed one (``snapshot`` is the completed task's
     representation). Returns None when there is nothing to create: not recurring, the series
     was stopped or has ended, or a later instance exists already (a redelivered event, a task
-    completed again after a reopen, another consumer that got there first).
+    completed again after a reopen, another consumer that got there first). A rule that cannot
+    be expanded (stored before a fix, say) ends the series with a warning in the log.
 
     The next due time is the series' first occurrence after both the completed instance's due
     time and now, so an instance completed late is followed by the next one still to come, not
@@ -81,9 +82,20 @@ def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
             anchor = due_at
         tz_name = snapshot.get("timezone") or "UTC"
         now = timezone.now()
-        found = next_occurrence(
-            parse_rule(rule_text), anchor=anchor, tz=tz_name, after=max(due_at, now)
-        )
+        try:
+            found = next_occurrence(
+                parse_rule(rule_text), anchor=anchor, tz=tz_name, after=max(due_at, now)
+            )
+        except (RecurrenceError, ValueError, OverflowError) as exc:
+            # Retrying cannot make a rule expandable: end the series instead of dead-lettering.
+            logger.warning(
+                "series %s of user %s ends: its rule %r cannot be expanded (%s)",
+                series_id,
+                user_id,
+                rule_text,
+                exc,
+            )
+            return None
         if found is None:
             return None  # the series has ended (until / count)
         next_due, index = found

@@ -21,6 +21,7 @@ from tasks.models import Task
 from tasks.representation import task_to_dict
 from tasks.signals import TaskChange, task_changed
 from tasks.validation import (
+    check_series_end,
     clean_description,
     clean_due,
     clean_priority,
@@ -103,6 +104,7 @@ def task_create(
     rule = clean_recurrence(recurrence_pattern)
     rule_text = recurrence_text(rule)
     require_due_for_recurrence(rule_text, due_at)
+    check_series_end(rule_text, anchor=series_anchor or due_at, tz_name=tz_name)
     now = timezone.now()
     if check_reminder_in_past:
         _check_reminder_not_past(remind_at=remind_at, due_at=due_at, now=now)
@@ -272,6 +274,7 @@ def _apply_changes(task: Task, changes: dict[str, Any], *, now: datetime) -> Non
         # Moving the first instance moves the series.
         task.series_anchor = task.due_at
     require_due_for_recurrence(task.recurrence_rule, task.due_at)
+    check_series_end(task.recurrence_rule, anchor=task.series_anchor, tz_name=task.timezone)
     if "completed" in changes:
         value = changes["completed"]
         if not isinstance(value, bool):

@@ -10,9 +10,14 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+from todo_project import embedded_postgres
 from todo_project.env import (
+    LocalSecrets,
     database_from_url,
     env_bool,
     env_int,
@@ -23,10 +28,17 @@ from todo_project.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = mandatory_secret(
-    "SECRET_KEY", debug=DEBUG, dev_default="dev-only-secret-key-not-for-production-use-000000"
+DEBUG = env_bool("DEBUG", False)
+DATABASE_URL = env_str("DATABASE_URL")
+EMBEDDED_DATABASE = not DATABASE_URL
+EMBEDDED_PG_DIR = Path(env_str("EMBEDDED_PG_DIR")) if env_str("EMBEDDED_PG_DIR") else None
+# A laptop (embedded database) or DEBUG generates its secrets once per install, beside the
+# embedded data; production takes them from the environment or refuses to start.
+LOCAL_SECRETS_FILE = (
+    embedded_postgres.secrets_file(EMBEDDED_PG_DIR) if EMBEDDED_DATABASE or DEBUG else None
 )
+_local_secrets = LocalSecrets(LOCAL_SECRETS_FILE) if LOCAL_SECRETS_FILE else None
+SECRET_KEY = mandatory_secret("SECRET_KEY", local=_local_secrets)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -42,6 +54,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "pgtrigger",
     "channels",
+    "corsheaders",
+    "axes",
     "todo_project.apps.TodoProjectConfig",
     "tasks.apps.TasksConfig",
     "events.apps.EventsConfig",
@@ -52,15 +66,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "todo_project.middleware.RequestIdMiddleware",
+    "todo_project.middleware.ApiErrorsMiddleware",
     "todo_project.middleware.MetricsMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "todo_project.middleware.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "todo_project.urls"
@@ -85,14 +102,8 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL")
-EMBEDDED_DATABASE = not DATABASE_URL
 if EMBEDDED_DATABASE:
-    from todo_project import embedded_postgres
-
-    _database = embedded_postgres.start(
-        Path(env_str("EMBEDDED_PG_DIR")) if env_str("EMBEDDED_PG_DIR") else None
-    )
+    _database = embedded_postgres.start(EMBEDDED_PG_DIR)
 else:
     _database = database_from_url(DATABASE_URL)
 # Server-side parameter binding: the same query text for every user, so psycopg prepares the
@@ -160,6 +171,11 @@ else:
     }
 
 # --- Auth -----------------------------------------------------------------------------------
+# Admin logins only (the APIs verify JWTs and never call authenticate()); axes counts failures.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -168,12 +184,14 @@ AUTH_PASSWORD_VALIDATORS = [
 # JWTs from the frontend (Better Auth): HS256 with a shared secret, or keys from a JWKS URL.
 JWT_JWKS_URL = env_str("JWT_JWKS_URL")
 JWT_SECRET = (
-    env_str("JWT_SECRET")
-    if JWT_JWKS_URL
-    else mandatory_secret(
-        "JWT_SECRET", debug=DEBUG, dev_default="dev-only-jwt-secret-change-me-0000000000"
-    )
+    env_str("JWT_SECRET") if JWT_JWKS_URL else mandatory_secret("JWT_SECRET", local=_local_secrets)
 )
+# HS256 keys shorter than the hash are guessable offline from any one token (RFC 7518, 3.2).
+if not DEBUG and JWT_SECRET and len(JWT_SECRET.encode()) < 32:
+    raise ImproperlyConfigured(
+        f"JWT_SECRET is {len(JWT_SECRET.encode())} bytes; it must be at least 32 bytes when "
+        "DEBUG=0 (e.g. openssl rand -base64 48)."
+    )
 JWT_ALGORITHMS = env_list(
     "JWT_ALGORITHMS", ["RS256", "ES256", "EdDSA"] if JWT_JWKS_URL else ["HS256"]
 )
@@ -187,13 +205,17 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["todo_project.auth.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["todo_project.renderers.FastJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["todo_project.parsers.ApiJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "todo_project.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Every API view is rate limited; the budgets are described in tasks/api/throttles.py.
+    "DEFAULT_THROTTLE_CLASSES": ["tasks.api.throttles.BudgetThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "task_write": env_str("RATE_LIMIT_WRITES", "120/min"),
         "task_list": env_str("RATE_LIMIT_LISTS", "600/min"),
+        "task_read": env_str("RATE_LIMIT_READS", "1200/min"),
+        "anonymous": env_str("RATE_LIMIT_ANONYMOUS", "120/min"),  # per client address
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -207,11 +229,15 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tasks.api.schema.strict_request_bodies",
+        "tasks.api.schema.exact_text_fields",
+        "tasks.api.schema.documented_errors",
     ],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
 # Request line and headers; larger heads get 431 from the server (todo_project/http_limits.py).
 MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 64 * 1024)
+# A request's line and headers must all arrive within this time, or the connection is closed.
+REQUEST_HEADER_TIMEOUT_SECONDS = env_int("REQUEST_HEADER_TIMEOUT_SECONDS", 10)
 
 # Rate limits are counted in the cache: Redis (shared by every server process) when REDIS_URL
 # is set, else this process's memory (the embedded mode runs one process).
@@ -250,6 +276,14 @@ EVENTS_RETRY_MAX_SECONDS = env_int("EVENTS_RETRY_MAX_SECONDS", 5)
 EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 7)
 EVENTS_NOTIFY = env_bool("EVENTS_NOTIFY", True)
 APP_API_TOKEN = env_str("APP_API_TOKEN")
+# The process that answers Dapr's job callbacks refuses every one without the app token, so
+# reminders would silently never fire.
+if EVENTS_BROKER == "dapr" and REMINDER_JOBS_OWNER and not DEBUG and not APP_API_TOKEN:
+    raise ImproperlyConfigured(
+        "APP_API_TOKEN is not set. With the Dapr broker and DEBUG=0 the process that answers "
+        "/job/<name> (REMINDER_JOBS_OWNER=1) needs Dapr's app token (dapr.io/app-token-secret); "
+        "set REMINDER_JOBS_OWNER=0 in processes that do not serve job callbacks."
+    )
 METRICS_PORT = env_int("METRICS_PORT", 9000)
 MCP_ALLOWED_HOSTS = env_list("MCP_ALLOWED_HOSTS", ["127.0.0.1:*", "localhost:*", "[::1]:*"])
 MCP_ALLOWED_ORIGINS = env_list(
@@ -262,8 +296,12 @@ REALTIME_RETENTION_SECONDS = env_int("REALTIME_RETENTION_SECONDS", 3600)
 REALTIME_PING_SECONDS = env_int("REALTIME_PING_SECONDS", 25)
 # Frames queued for one socket before it counts as too slow and is closed (4409).
 REALTIME_SEND_QUEUE = env_int("REALTIME_SEND_QUEUE", 256)
-# Browser origins allowed besides the hosts in ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS.
+# Browser origins allowed besides ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and CORS_ALLOWED_ORIGINS.
 REALTIME_ALLOWED_ORIGINS = env_list("REALTIME_ALLOWED_ORIGINS", [])
+# Open sockets per user (the next is closed 4429) and per server process (closed 1013), counted
+# in each process.
+REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 20)
+REALTIME_MAX_SOCKETS_PER_PROCESS = env_int("REALTIME_MAX_SOCKETS_PER_PROCESS", 10_000)
 
 # --- I18n, static ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -289,9 +327,36 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Sent on HTTPS responses only, so a laptop on plain http://127.0.0.1 is not pinned.
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 86400)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# CORS for a browser frontend on another origin (django-cors-headers): the REST API only; /mcp
+# is served outside Django and checks origins itself. Preflights are answered before any auth.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/"
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "if-match",
+    "idempotency-key",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = ["ETag", "Retry-After", "X-Request-ID"]
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 3600)
+
+# Admin login throttle (django-axes): per username and client address together. The address is
+# REMOTE_ADDR, which uvicorn takes from X-Forwarded-For only for peers in FORWARDED_ALLOW_IPS.
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
 # --- Logging --------------------------------------------------------------------------------
-LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+# Text for a person at a terminal (DEBUG, or the embedded laptop mode), JSON lines otherwise.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG or EMBEDDED_DATABASE else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -310,6 +375,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},  # a version banner at every start
         "uvicorn.access": {"level": "WARNING"},
         # The MCP SDK logs every stateless request at INFO (and, under runserver, the start and
         # stop of the per-request session manager).

@@ -325,3 +325,28 @@ def test_two_consumers_handling_the_same_completion_at_once_give_one_instance(us
         datetime(2031, 6, 2, 10, tzinfo=UTC),
         datetime(2031, 6, 3, 10, tzinfo=UTC),
     ]
+
+
+def test_a_stored_rule_that_cannot_be_expanded_ends_the_series_without_a_dead_letter(
+    user_id, caplog
+):
+    """Regression: a rule stored as FREQ=DAILY;UNTIL=10101 made the consumer fail on every
+    attempt until the completion was dead-lettered."""
+    from events.models import DeadLetter
+
+    task = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tasks_task SET recurrence_rule = %s WHERE id = %s",
+            ["FREQ=DAILY;UNTIL=10101", task.pk],
+        )
+
+    with caplog.at_level("WARNING", logger="recurrence.services"):
+        nxt = _complete_and_next(user_id, task)
+
+    assert nxt is None
+    assert list(_instances(task)) == [Task.objects.get(pk=task.pk)]
+    assert not DeadLetter.objects.filter(consumer="recurrence").exists()
+    [warning] = [r for r in caplog.records if r.name == "recurrence.services"]
+    assert "cannot be expanded" in warning.getMessage()
+    assert "FREQ=DAILY;UNTIL=10101" in warning.getMessage()

@@ -907,3 +907,30 @@ def test_rrule_expansion_matches_day_by_day_reference(pair, start):
     if len(expected) < 30:
         extra = occurrence(rule, anchor=anchor, tz="UTC", index=len(expected) + 1)
         assert extra is None or extra.date() > window_end
+
+
+@pytest.mark.parametrize(
+    ("text", "until"),
+    [
+        ("FREQ=DAILY;UNTIL=00010101", date(1, 1, 1)),
+        ("FREQ=MONTHLY;BYDAY=-1FR;UNTIL=09991231", date(999, 12, 31)),
+        ("FREQ=WEEKLY;UNTIL=20310301T120000Z", date(2031, 3, 1)),
+    ],
+)
+def test_until_is_written_with_a_four_digit_year_and_reads_back(text, until):
+    """Regression: strftime's %Y wrote year 1 as "1", so UNTIL=00010101 was stored as
+    UNTIL=10101, which no longer parses."""
+    canonical = rule_to_text(parse_rule(text))
+
+    assert canonical.endswith(f"UNTIL={until.year:04d}{until.month:02d}{until.day:02d}")
+    assert parse_rule(canonical).until == until
+    assert rule_to_text(parse_rule(canonical)) == canonical
+
+
+@pytest.mark.parametrize("blank", ["\x1f", "\u3000", "\x85"])
+def test_list_values_with_any_blank_around_them_parse(blank):
+    """Regression: int() strips fewer blanks than str.strip(), so BYMONTHDAY= U+001F 31 was a
+    ValueError (a 500) instead of 31."""
+    rule = parse_rule(f"FREQ=YEARLY;BYMONTH={blank}2{blank},3;BYMONTHDAY={blank}31,{blank}1")
+
+    assert rule_to_text(rule) == "FREQ=YEARLY;BYMONTH=2,3;BYMONTHDAY=1,31"

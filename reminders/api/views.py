@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from reminders import selectors, services
 from reminders.api.serializers import (
@@ -14,16 +13,21 @@ from reminders.api.serializers import (
     NotificationSerializer,
 )
 from reminders.representation import notification_to_dict
-from tasks.errors import TaskValidationError
+from tasks.api.base import ThrottledView
+from tasks.api.params import parse_query
+from tasks.api.throttles import LIST
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description="Invalid input: `error.code`, `error.fields[]`."),
     401: OpenApiResponse(description="Missing, invalid or expired token."),
     404: OpenApiResponse(description="No such notification for this user."),
+    429: OpenApiResponse(description="Rate limited; see `Retry-After`."),
 }
 
 
-class NotificationListView(APIView):
+class NotificationListView(ThrottledView):
+    read_budget = LIST
+
     @extend_schema(
         operation_id="notifications_list",
         parameters=[NotificationListQuerySerializer],
@@ -31,15 +35,7 @@ class NotificationListView(APIView):
         description="The caller's inbox, newest first; dismissed notifications are left out.",
     )
     def get(self, request: Request) -> Response:
-        allowed = set(NotificationListQuerySerializer().fields)
-        unknown = sorted(set(request.query_params) - allowed)
-        if unknown:
-            raise TaskValidationError(
-                f"Unknown parameter: {unknown[0]}.", field=unknown[0], code="unknown_parameter"
-            )
-        query = NotificationListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = parse_query(request.query_params, NotificationListQuerySerializer)
         page = selectors.notification_list_for_user(
             user_id=request.user.id,
             unread=params["unread"],
@@ -56,7 +52,7 @@ class NotificationListView(APIView):
         )
 
 
-class NotificationReadView(APIView):
+class NotificationReadView(ThrottledView):
     @extend_schema(
         operation_id="notifications_read",
         request=None,
@@ -69,7 +65,7 @@ class NotificationReadView(APIView):
         return Response(notification_to_dict(notification))
 
 
-class NotificationDismissView(APIView):
+class NotificationDismissView(ThrottledView):
     @extend_schema(
         operation_id="notifications_dismiss",
         request=None,

@@ -3,20 +3,30 @@
 Hand-written rather than a DRF serializer per request: a serializer deep-copies its fields on
 every instantiation, which cost more than the database query on the hot list path. The
 serializer in ``serializers.TaskListQuerySerializer`` still documents the parameters for the
-OpenAPI schema; the parameter names are read from it once, and both take their choices and
-bounds from the same constants in ``tasks.selectors``.
+OpenAPI schema; the parameter names are read from it once, both take their choices and bounds
+from the same constants in ``tasks.selectors``, and the patterns the schema publishes are the
+ones checked here. ``parse_query`` holds the other lists' query strings to the same rules.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from django.http import QueryDict
-from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
 
-from tasks.api.serializers import TaskListQuerySerializer
+from tasks.api.serializers import (
+    MAX_ORDERING_TERMS,
+    MAX_PRIORITY_VALUES,
+    ORDERING_LIST_PATTERN,
+    PRIORITY_LIST_PATTERN,
+    TAG_LIST_PATTERN,
+    TaskListQuerySerializer,
+)
 from tasks.errors import TaskValidationError
-from tasks.models import MAX_TAGS, TAG_MAX_LENGTH, Priority
+from tasks.models import MAX_TAGS, TAG_MAX_LENGTH
 from tasks.selectors import (
     DEFAULT_LIMIT,
     DUE_WINDOWS,
@@ -27,11 +37,20 @@ from tasks.selectors import (
     STATUSES,
     TaskFilters,
 )
-from tasks.validation import clean_timezone
+from tasks.validation import clean_timezone, parse_when
 
 LIST_PARAMETERS = frozenset(TaskListQuerySerializer().fields)
-_PRIORITIES = frozenset(Priority.labels_list())
-_ORDERINGS = frozenset([*ORDERINGS, *(f"-{name}" for name in ORDERINGS)])
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_LISTS = {
+    "priority": (re.compile(PRIORITY_LIST_PATTERN), MAX_PRIORITY_VALUES),
+    "tags": (re.compile(TAG_LIST_PATTERN), MAX_TAGS),
+    "ordering": (re.compile(ORDERING_LIST_PATTERN), MAX_ORDERING_TERMS),
+}
+_LIST_HINTS = {
+    "priority": "low, medium, high or urgent",
+    "tags": f"tags of 1-{TAG_MAX_LENGTH} characters",
+    "ordering": f"{', '.join(ORDERINGS)} (prefix - for descending)",
+}
 
 
 def _invalid(field: str, code: str, message: str) -> TaskValidationError:
@@ -47,7 +66,7 @@ def reject_unknown(data, allowed, *, kind: str) -> None:
         )
 
 
-def _single(params: QueryDict, name: str) -> str | None:
+def _single(params: QueryDict, name: str, *, allow_blank: bool = False) -> str | None:
     values = params.getlist(name)
     if not values:
         return None
@@ -56,13 +75,51 @@ def _single(params: QueryDict, name: str) -> str | None:
     value = values[0]
     if "\x00" in value:
         raise _invalid(name, "invalid", f"{name} may not contain NUL characters.")
+    if not allow_blank and not value.strip():
+        # An empty filter is a mistake in the client, not "no filter".
+        raise _invalid(name, "blank", f"{name} may not be empty; leave it out instead.")
     return value
 
 
-def _many(params: QueryDict, name: str, *, max_items: int) -> list[str]:
+_QUERY_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def parse_query(params: QueryDict, serializer_class) -> dict:
+    """Any endpoint's query string, as strictly as the list's: no unknown, repeated or empty
+    parameter, integers as decimal digits and booleans as ``true``/``false``, then the
+    serializer's own checks. (DRF alone reads ``limit=`` as "not given", keeps the last of
+    repeated values and takes ``yes``, ``on`` and ``5.0``.)"""
+    fields = serializer_class().fields
+    reject_unknown(params, fields, kind="parameter")
+    data = {}
+    for name, field in fields.items():
+        value = _single(params, name)
+        if value is None:
+            continue
+        if isinstance(field, serializers.BooleanField):
+            if value not in _QUERY_BOOLEANS:
+                raise _invalid(name, "invalid", f"{name} must be true or false.")
+        elif isinstance(field, serializers.IntegerField) and not _INTEGER.fullmatch(value):
+            raise _invalid(name, "invalid", f"{name} must be an integer.")
+        data[name] = value
+    query = serializer_class(data=data)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+def _many(params: QueryDict, name: str) -> list[str]:
+    pattern, max_items = _LISTS[name]
     items: list[str] = []
     for value in params.getlist(name):
-        items.extend(part.strip() for part in value.split(",") if part.strip())
+        if not value.strip():
+            raise _invalid(name, "blank", f"{name} may not be empty; leave it out instead.")
+        if not pattern.match(value):
+            raise _invalid(
+                name,
+                "invalid_choice" if name != "tags" else "invalid",
+                f"{name} takes comma-separated {_LIST_HINTS[name]}, none of them empty.",
+            )
+        items.extend(part.strip() for part in value.split(","))
     if len(items) > max_items:
         raise _invalid(name, "max_length", f"At most {max_items} values for {name}.")
     return items
@@ -83,12 +140,11 @@ def _choice(params: QueryDict, name: str, choices, default: str | None) -> str |
 
 def _integer(params: QueryDict, name: str, *, default: int, low: int, high: int) -> int:
     value = _single(params, name)
-    if value is None or value == "":
+    if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise _invalid(name, "invalid", f"{name} must be an integer.") from None
+    if not _INTEGER.fullmatch(value):
+        raise _invalid(name, "invalid", f"{name} must be an integer.")
+    number = int(value)
     if number < low:
         raise _invalid(name, "min_value", f"{name} must be at least {low}.")
     if number > high:
@@ -96,16 +152,19 @@ def _integer(params: QueryDict, name: str, *, default: int, low: int, high: int)
     return number
 
 
-def _datetime(params: QueryDict, name: str, tz_name: str):
+def _datetime(params: QueryDict, name: str, tz_name: str) -> datetime | None:
     value = _single(params, name)
-    if value is None or value == "":
+    if value is None:
         return None
-    try:
-        parsed = parse_datetime(value.strip().replace(" ", "+") if "T" in value else value.strip())
-    except ValueError:
-        parsed = None
+    parsed = parse_when(value)
     if parsed is None:
-        raise _invalid(name, "invalid_datetime", f"{name} must be an ISO 8601 date-time.")
+        raise _invalid(
+            name,
+            "invalid_datetime",
+            f"{name} must be an ISO 8601 date or date-time, e.g. 2026-12-01T09:00:00Z.",
+        )
+    if not isinstance(parsed, datetime):
+        parsed = datetime.combine(parsed, time())  # a bare date: the start of that day
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(tz_name))
     return parsed
@@ -113,38 +172,18 @@ def _datetime(params: QueryDict, name: str, tz_name: str):
 
 def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
     reject_unknown(params, LIST_PARAMETERS, kind="parameter")
-    q = (_single(params, "q") or "").strip()
+    q = _single(params, "q", allow_blank=True) or ""
     if len(q) > MAX_QUERY_LENGTH:
         raise _invalid(
             "q", "max_length", f"Search text may have at most {MAX_QUERY_LENGTH} characters."
         )
-    priorities = _many(params, "priority", max_items=4)
-    for label in priorities:
-        if label not in _PRIORITIES:
-            raise _invalid(
-                "priority",
-                "invalid_choice",
-                f'"{label}" is not a priority; use low, medium, high or urgent.',
-            )
-    tags = _many(params, "tags", max_items=MAX_TAGS)
-    for tag in tags:
-        if len(tag) > TAG_MAX_LENGTH or "\x00" in tag:
-            raise _invalid("tags", "invalid", f"Each tag is 1-{TAG_MAX_LENGTH} characters.")
-    ordering = _many(params, "ordering", max_items=4)
-    for term in ordering:
-        if term not in _ORDERINGS:
-            raise _invalid(
-                "ordering",
-                "invalid_choice",
-                f'"{term}" is not an ordering; use {", ".join(ORDERINGS)} (prefix - for descending).',
-            )
-    tz_name = _single(params, "timezone")
-    if tz_name == "":
-        raise _invalid("timezone", "invalid_timezone", "timezone may not be empty.")
+    priorities = _many(params, "priority")
+    tags = _many(params, "tags")
+    ordering = _many(params, "ordering")
     # clean_timezone names the field and code itself; None (not given) is UTC.
-    tz_name = clean_timezone(tz_name)
+    tz_name = clean_timezone(_single(params, "timezone"))
     filters = TaskFilters(
-        q=q,
+        q=q.strip(),
         status=_choice(params, "status", STATUSES, "all"),
         priorities=tuple(dict.fromkeys(priorities)),
         tags=tuple(tags),

@@ -6,11 +6,10 @@ Responses are built by ``tasks.representation.task_to_dict`` (cheap: no serializ
 
 from __future__ import annotations
 
-import zoneinfo
-
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from recurrence.rules import MAX_COUNT, MAX_INTERVAL, WEEKDAYS
 from tasks.models import (
     DESCRIPTION_MAX_LENGTH,
     MAX_TAGS,
@@ -28,21 +27,106 @@ from tasks.selectors import (
     ORDERINGS,
     STATUSES,
 )
+from tasks.validation import (
+    ANY_DATE_PATTERN,
+    DUE_PATTERN,
+    RECURRENCE_TEXT_PATTERN,
+    REMINDER_PATTERN,
+    RRULE_PATTERN,
+    TIME_ZONES,
+    WHEN_TEXT,
+    spell_blanks,
+)
+
+# Text with something in it besides blanks (titles, tags), and any text PostgreSQL can store.
+CONTENT_PATTERN = spell_blanks(r"^[^\x00]*[^\s\x00][^\x00]*$")
+STORABLE_PATTERN = r"^[^\x00]*$"
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: DRF's CharField turns 0, 1.5 and true into "0", "1.5" and "True". The
+    length is that of the text as sent, before any trimming."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: DRF's IntegerField also takes "3", 3.0 and true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 @extend_schema_field(
     {
-        "oneOf": [
-            {"type": "string", "format": "date-time"},
-            {"type": "string", "format": "date"},
-            {"type": "string", "maxLength": 0, "description": "Empty: no due date."},
-        ],
-        "nullable": True,
-        "description": "ISO 8601. A time without offset is wall-clock time in the task's zone; "
-        "a bare date means the end of that day.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": TITLE_MAX_LENGTH,
+        "pattern": CONTENT_PATTERN,
+        "description": "Blanks around it are trimmed; it may not be blank.",
     }
 )
-class DateTimeText(serializers.CharField):
+class TitleField(StrictCharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", TITLE_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "maxLength": DESCRIPTION_MAX_LENGTH,
+        "pattern": STORABLE_PATTERN,
+    }
+)
+class DescriptionField(StrictCharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", DESCRIPTION_MAX_LENGTH)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": TAG_MAX_LENGTH,
+        "pattern": CONTENT_PATTERN,
+    }
+)
+class TagField(StrictCharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", TAG_MAX_LENGTH)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "maxLength": 64,
+        "pattern": DUE_PATTERN,
+        "description": "ISO 8601: `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` (`T` or a "
+        "space) with `Z`, `+HH:MM`, `+HHMM`, `+HH` or no offset; years 1900-9000. A time "
+        "without offset is wall-clock time in the task's zone; a bare date means the end of "
+        "that day. Empty or null: no due date.",
+        "example": "2026-12-01T09:00:00Z",
+    }
+)
+class DateTimeText(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("allow_blank", True)
@@ -55,11 +139,14 @@ class DateTimeText(serializers.CharField):
         "type": "string",
         "nullable": True,
         "maxLength": 64,
-        "description": "Before the due date (`30m`, `1h`, `2d`, `1w`) or an absolute ISO 8601 time.",
+        "pattern": REMINDER_PATTERN,
+        "description": "Before the due date (`30m`, `1h`, `2d`, `1w`; minutes, hours, days or "
+        "weeks, at most 52 weeks) or an absolute time written as `due_date` is. Empty, `none` "
+        "or null: no reminder.",
         "example": "1h",
     }
 )
-class ReminderText(serializers.CharField):
+class ReminderText(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("allow_blank", True)
@@ -73,41 +160,76 @@ class ReminderText(serializers.CharField):
             {
                 "type": "string",
                 "maxLength": RECURRENCE_MAX_LENGTH,
+                "pattern": RECURRENCE_TEXT_PATTERN,
                 "description": "`none`, `daily`, `weekly`, `monthly`, `yearly`, a phrase such as "
-                "`every 2 weeks`, or an RRULE such as `FREQ=MONTHLY;BYDAY=-1FR`.",
+                "`every 2 weeks`, or an RRULE such as `FREQ=MONTHLY;BYDAY=-1FR` (docs/"
+                "recurrence.md).",
             },
             {
                 "type": "object",
                 "properties": {
-                    "freq": {"type": "string", "enum": ["daily", "weekly", "monthly", "yearly"]},
-                    "interval": {"type": "integer", "minimum": 1, "maximum": 999},
+                    "freq": {
+                        "type": "string",
+                        "enum": ["none", "daily", "weekly", "monthly", "yearly"],
+                        "nullable": True,
+                    },
+                    "interval": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_INTERVAL,
+                        "nullable": True,
+                    },
                     "weekdays": {
                         "type": "array",
-                        "items": {
-                            "type": "string",
-                            "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                        },
+                        "items": {"type": "string", "enum": list(WEEKDAYS)},
+                        "nullable": True,
                     },
-                    "month_day": {"type": "integer", "minimum": -1, "maximum": 31},
-                    "until": {"type": "string", "format": "date"},
-                    "count": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    "month_day": {
+                        "type": "integer",
+                        "minimum": -1,
+                        "maximum": 31,
+                        "not": {"enum": [0]},
+                        "nullable": True,
+                        "description": "1-31, or -1 for the last day of the month.",
+                    },
+                    "until": {"type": "string", "pattern": ANY_DATE_PATTERN, "nullable": True},
+                    "count": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_COUNT,
+                        "nullable": True,
+                    },
+                    "rrule": {
+                        "type": "string",
+                        "maxLength": RECURRENCE_MAX_LENGTH,
+                        "pattern": RRULE_PATTERN,
+                        "nullable": True,
+                    },
                 },
-                "required": ["freq"],
+                "anyOf": [
+                    {"required": ["freq"], "properties": {"freq": {"type": "string"}}},
+                    {"required": ["rrule"], "properties": {"rrule": {"type": "string"}}},
+                ],
                 "additionalProperties": False,
+                "description": "null means a key was not given.",
             },
         ],
         "nullable": True,
+        "description": "A rule the pattern allows may still be refused when it contradicts "
+        "itself (a part given twice, `COUNT` with `UNTIL`, an ordinal such as `2MO` with "
+        "`DAILY` or `WEEKLY`, `BYMONTHDAY` with `WEEKLY`, parts that never match a date, keys "
+        "that do not fit `freq`): 400 `invalid_recurrence`; or when `until` is before the "
+        "first due date: 400 `until_before_start`.",
     }
 )
 class RecurrenceField(serializers.JSONField):
     pass
 
 
-TIME_ZONES = sorted(zone for zone in zoneinfo.available_timezones() if zone != "localtime")
-
-
-@extend_schema_field({"type": "string", "enum": TIME_ZONES, "description": "IANA time zone name."})
-class TimeZoneField(serializers.CharField):
+@extend_schema_field(
+    {"type": "string", "enum": list(TIME_ZONES), "description": "IANA time zone name."}
+)
+class TimeZoneField(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 64)
         super().__init__(**kwargs)
@@ -123,17 +245,11 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class TaskWriteSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=TITLE_MAX_LENGTH, trim_whitespace=True)
-    description = serializers.CharField(
-        max_length=DESCRIPTION_MAX_LENGTH,
-        allow_blank=True,
-        allow_null=True,
-        required=False,
-        trim_whitespace=False,
-    )
+    title = TitleField()
+    description = DescriptionField(required=False)
     priority = serializers.ChoiceField(choices=Priority.labels_list(), required=False)
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=TAG_MAX_LENGTH, trim_whitespace=False),
+        child=TagField(),
         max_length=MAX_TAGS,
         required=False,
         allow_null=True,
@@ -143,7 +259,7 @@ class TaskWriteSerializer(serializers.Serializer):
     recurrence_pattern = RecurrenceField(required=False, allow_null=True)
     timezone = TimeZoneField(required=False)
     completed = StrictBooleanField(required=False)
-    version = serializers.IntegerField(
+    version = StrictIntegerField(
         min_value=1,
         required=False,
         write_only=True,
@@ -152,7 +268,7 @@ class TaskWriteSerializer(serializers.Serializer):
 
 
 class TaskPatchSerializer(TaskWriteSerializer):
-    title = serializers.CharField(max_length=TITLE_MAX_LENGTH, trim_whitespace=True, required=False)
+    title = TitleField(required=False)
 
 
 class TaskSerializer(serializers.Serializer):
@@ -186,42 +302,93 @@ class TaskPageSerializer(serializers.Serializer):
     results = TaskSerializer(many=True)
 
 
-class MultiValueField(serializers.ListField):
-    """A query parameter given several times or as a comma-separated list."""
+def _list_pattern(item: str) -> str:
+    """One query value: ``item``s separated by commas, blanks around each ignored."""
+    return spell_blanks(rf"^\s*{item}(\s*,\s*{item})*\s*$")
 
-    def get_value(self, dictionary):
-        values = dictionary.getlist(self.field_name) if hasattr(dictionary, "getlist") else []
-        if not values:
-            return serializers.empty
-        items: list[str] = []
-        for value in values:
-            items.extend(part.strip() for part in value.split(",") if part.strip())
-        return items
+
+def _choices(values) -> str:
+    return "(" + "|".join(values) + ")"
+
+
+MAX_PRIORITY_VALUES = 4
+MAX_ORDERING_TERMS = 4
+PRIORITY_LIST_PATTERN = _list_pattern(_choices(Priority.labels_list()))
+ORDERING_LIST_PATTERN = _list_pattern("-?" + _choices(ORDERINGS))
+# A tag in a filter: 1-TAG_MAX_LENGTH characters once trimmed, no comma (commas separate tags).
+TAG_LIST_PATTERN = _list_pattern(rf"[^\s,\x00]([^,\x00]{{0,{TAG_MAX_LENGTH - 2}}}[^\s,\x00])?")
+WHEN_PATTERN = f"^{WHEN_TEXT}$"
+
+
+def _multi_value_schema(item_pattern: str, max_values: int, what: str) -> dict:
+    return {
+        "type": "array",
+        "items": {"type": "string", "pattern": item_pattern},
+        "maxItems": max_values,
+        "description": f"Repeat the parameter or separate {what} with commas; at most "
+        f"{max_values} in all (more is a 400 `max_length`). An empty value is a 400.",
+    }
+
+
+class MultiValueField(serializers.ListField):
+    """A query parameter given several times or as a comma-separated list (documentation
+    only: ``tasks.api.params`` parses the query string)."""
+
+
+@extend_schema_field(_multi_value_schema(PRIORITY_LIST_PATTERN, MAX_PRIORITY_VALUES, "priorities"))
+class PriorityListField(MultiValueField):
+    pass
+
+
+@extend_schema_field(_multi_value_schema(TAG_LIST_PATTERN, MAX_TAGS, "tags"))
+class TagListField(MultiValueField):
+    pass
+
+
+@extend_schema_field(_multi_value_schema(ORDERING_LIST_PATTERN, MAX_ORDERING_TERMS, "terms"))
+class OrderingListField(MultiValueField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": WHEN_PATTERN,
+        "description": "A date-time written as `due_date` is (a time without offset is in "
+        "`timezone`); a bare date is the start of that day.",
+        "example": "2026-12-01T09:00:00Z",
+    }
+)
+class WhenField(StrictCharField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": MAX_QUERY_LENGTH,
+        "pattern": STORABLE_PATTERN,
+        "description": "Search text; empty means no search.",
+    }
+)
+class SearchTextField(StrictCharField):
+    pass
 
 
 class TaskListQuerySerializer(serializers.Serializer):
-    """The list parameters for the OpenAPI schema; ``tasks.api.params`` parses requests."""
+    """The list parameters for the OpenAPI schema; ``tasks.api.params`` parses requests. A
+    parameter given with an empty value (``due_before=``) is a 400, except ``q``."""
 
-    q = serializers.CharField(
-        max_length=MAX_QUERY_LENGTH, required=False, allow_blank=True, trim_whitespace=True
-    )
+    q = SearchTextField(required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=STATUSES, required=False, default="all")
-    priority = MultiValueField(
-        child=serializers.ChoiceField(choices=Priority.labels_list()), required=False, max_length=4
-    )
-    tags = MultiValueField(
-        child=serializers.CharField(max_length=TAG_MAX_LENGTH), required=False, max_length=MAX_TAGS
-    )
+    priority = PriorityListField(required=False)
+    tags = TagListField(required=False)
     tags_mode = serializers.ChoiceField(choices=["all", "any"], required=False, default="all")
-    due_before = serializers.DateTimeField(required=False)
-    due_after = serializers.DateTimeField(required=False)
+    due_before = WhenField(required=False)
+    due_after = WhenField(required=False)
     due = serializers.ChoiceField(choices=DUE_WINDOWS, required=False)
     timezone = TimeZoneField(required=False, default="UTC")
-    ordering = MultiValueField(
-        child=serializers.ChoiceField(choices=[*ORDERINGS, *(f"-{name}" for name in ORDERINGS)]),
-        required=False,
-        max_length=4,
-    )
+    ordering = OrderingListField(required=False)
     limit = serializers.IntegerField(
         min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT
     )

@@ -63,9 +63,15 @@ UserId = Annotated[
         "and a different user_id is refused."
     ),
 ]
+# Integers are strict, as REST's are: "5", 5.0 and true are refused, not turned into 5 or 1.
 TaskId = Annotated[
     int,
-    Field(ge=1, le=MAX_TASK_ID, description="The task's id (task_id from add_task/list_tasks)."),
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_TASK_ID,
+        description="The task's id (task_id from add_task/list_tasks).",
+    ),
 ]
 Title = Annotated[
     str,
@@ -153,8 +159,12 @@ SortOrder = Annotated[
         "due_date soonest first, title A-Z, status pending first."
     ),
 ]
-Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")]
-Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Tasks to skip (paging).")]
+Limit = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")
+]
+Offset = Annotated[
+    int, Field(strict=True, ge=0, le=MAX_OFFSET, description="Tasks to skip (paging).")
+]
 
 
 class TaskData(TypedDict):

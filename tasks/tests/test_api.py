@@ -73,7 +73,7 @@ def test_body_that_is_not_an_object_is_a_400(api):
     assert response.status_code == 400
     response = api.generic("POST", LIST, "{not json", content_type="application/json")
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "parse_error"
+    assert response.json()["error"]["code"] == "invalid_json"
 
 
 def test_read_update_complete_reopen_delete(api, make_task):
@@ -266,3 +266,68 @@ def test_requests_are_held_to_the_published_schema(api, make_task):
 def test_schema_marks_request_bodies_closed(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert schema["components"]["schemas"]["TaskWriteRequest"]["additionalProperties"] is False
+
+
+def test_the_schema_publishes_the_patterns_the_server_checks(client):
+    from tasks import validation as v
+    from tasks.api import serializers as s
+
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    write = schema["components"]["schemas"]["TaskWriteRequest"]["properties"]
+    query = {p["name"]: p["schema"] for p in schema["paths"][LIST]["get"]["parameters"]}
+
+    assert write["title"]["pattern"] == s.CONTENT_PATTERN
+    assert write["tags"]["items"]["pattern"] == s.CONTENT_PATTERN
+    assert write["due_date"]["pattern"] == v.DUE_PATTERN
+    assert write["reminder_time"]["pattern"] == v.REMINDER_PATTERN
+    assert write["recurrence_pattern"]["oneOf"][0]["pattern"] == v.RECURRENCE_TEXT_PATTERN
+    assert write["recurrence_pattern"]["oneOf"][1]["properties"]["rrule"]["pattern"] == (
+        v.RRULE_PATTERN
+    )
+    # "" is one of the pattern's strings: no second branch that "" would also match
+    assert write["description"] == {
+        "type": "string",
+        "nullable": True,
+        "maxLength": 2000,
+        "pattern": s.STORABLE_PATTERN,
+    }
+    assert query["due_before"]["pattern"] == query["due_after"]["pattern"] == s.WHEN_PATTERN
+    assert query["tags"]["items"]["pattern"] == s.TAG_LIST_PATTERN
+    assert query["priority"]["items"]["pattern"] == s.PRIORITY_LIST_PATTERN
+    assert query["ordering"]["items"]["pattern"] == s.ORDERING_LIST_PATTERN
+    assert query["timezone"]["enum"] == list(v.TIME_ZONES)
+
+
+def test_every_4xx_has_the_error_shape_and_each_400_lists_the_business_rules(client):
+    from tasks.api.schema import REFUSALS_KEY
+
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operations = {
+        operation["operationId"]: operation
+        for methods in schema["paths"].values()
+        for operation in methods.values()
+    }
+
+    for name, operation in operations.items():
+        for status, response in operation["responses"].items():
+            if status.startswith("4"):
+                assert response["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }, (name, status)
+    refusals = {
+        name: {
+            (rule["field"], rule["code"]) for rule in operation["responses"]["400"][REFUSALS_KEY]
+        }
+        for name, operation in operations.items()
+        if REFUSALS_KEY in operation["responses"].get("400", {})
+    }
+    assert set(refusals) == {"tasks_create", "tasks_update", "tasks_partial_update", "tasks_list"}
+    assert refusals["tasks_create"] == {
+        ("due_date", "due_date_required"),
+        ("reminder_time", "due_date_required"),
+        ("reminder_time", "in_past"),
+        ("recurrence_pattern", "invalid_recurrence"),
+        ("recurrence_pattern", "until_before_start"),
+    }
+    assert refusals["tasks_partial_update"] == refusals["tasks_create"] | {("version", "invalid")}
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
