@@ -263,8 +263,6 @@ def test_oversized_bodies_are_refused_with_a_4xx(server, settings):
         timeout=30,
     )
     assert tool.status_code == 413, tool.text[:300]
-    job = httpx.post(f"{server.url}/job/reminder-1", content=b"x" * (limit + 1024), timeout=30)
-    assert 400 <= job.status_code < 500, job.text[:300]
     from tasks.models import Task
 
     assert not Task.objects.filter(title="big").exists()
