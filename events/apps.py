@@ -7,6 +7,7 @@ class EventsConfig(AppConfig):
     verbose_name = "Events"
 
     def ready(self) -> None:
+        from events import metrics  # noqa: F401  (every process exports every metric)
         from events.audit import register_audit_consumer
         from events.receivers import record_task_change
         from tasks.signals import task_changed

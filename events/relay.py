@@ -24,10 +24,9 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError, OperationalError
 from django.utils import timezone
 
-from events import conf, wakeup
+from events import conf, metrics, wakeup
 from events.brokers import Broker, BrokerUnavailable, OutboxRow
 from events.services import events_expire
-from todo_project import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 
 from django.db import DatabaseError, connection, transaction
 
-from events import conf, log, wakeup
+from events import conf, log, metrics, wakeup
 from events.consumers import Consumer, all_consumers
 from events.processing import (
     DatabaseUnavailable,
@@ -39,7 +39,6 @@ from events.processing import (
 )
 from events.schemas import InvalidEnvelope, parse_envelope
 from events.services import dead_letter_record
-from todo_project import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
-from events import conf, wakeup
+from events import conf, metrics, wakeup
 from events.models import DeadLetter
 from events.schemas import (
     Envelope,
@@ -30,7 +30,6 @@ from events.schemas import (
     parse_envelope,
 )
 from tasks.signals import TaskChange
-from todo_project import metrics
 
 logger = logging.getLogger(__name__)
 

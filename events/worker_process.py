@@ -13,8 +13,8 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from todo_project import metrics
-from todo_project.memory import freeze_startup_heap
+from core import metrics
+from core.memory import freeze_startup_heap
 
 logger = logging.getLogger(__name__)
 

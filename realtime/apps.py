@@ -8,7 +8,12 @@ class RealtimeConfig(AppConfig):
     verbose_name = "Realtime"
 
     def ready(self) -> None:
-        from realtime import delivery, fanout, redaction
+        from realtime import (
+            delivery,
+            fanout,
+            metrics,  # noqa: F401  (every process exports every metric)
+            redaction,
+        )
         from realtime.routing import websocket_application
         from todo_project import lifespan
         from todo_project.routing import set_websocket_app

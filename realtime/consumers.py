@@ -29,13 +29,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from core.auth import AuthError, TokenUser, verify_token_async
+from core.hosts import allowed_host
 from realtime import delivery, frames, handshake, replay
 from realtime.frames import CloseCode
 from realtime.groups import group_for_user
+from realtime.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FANOUT
 from tasks.api.throttles import ANONYMOUS, client_address, spend_async
-from todo_project.auth import AuthError, TokenUser, verify_token_async
-from todo_project.hosts import allowed_host
-from todo_project.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FANOUT
 
 logger = logging.getLogger(__name__)
 

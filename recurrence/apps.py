@@ -6,4 +6,7 @@ class RecurrenceConfig(AppConfig):
     verbose_name = "Recurrence"
 
     def ready(self) -> None:
-        from recurrence import consumers  # noqa: F401  (registers the recurrence consumer)
+        from recurrence import (
+            consumers,  # noqa: F401  (registers the recurrence consumer)
+            metrics,  # noqa: F401  (every process exports every metric)
+        )

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from recurrence import selectors
+from recurrence.metrics import RECURRENCE_GENERATION
 from recurrence.models import StoppedSeries
 from recurrence.rules import RecurrenceError, next_occurrence, parse_rule
 from tasks.errors import TaskConflict
@@ -24,7 +25,6 @@ from tasks.locking import lock_user
 from tasks.models import Task
 from tasks.services import task_create
 from tasks.validation import MAX_REMINDER_OFFSET
-from todo_project.metrics import RECURRENCE_GENERATION
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,12 @@ class RemindersConfig(AppConfig):
     verbose_name = "Reminders"
 
     def ready(self) -> None:
-        from reminders import consumers, event_types, receivers  # noqa: F401  (registers)
+        from reminders import (  # noqa: F401  (registers)
+            consumers,
+            event_types,
+            metrics,
+            receivers,
+        )
         from tasks.signals import task_changed
 
         event_types.register()

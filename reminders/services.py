@@ -29,13 +29,13 @@ from events import wakeup
 from events.services import NewEvent, event_record, event_records
 from reminders import event_types, selectors
 from reminders.errors import NotificationNotFound
+from reminders.metrics import REMINDER_LATENESS, REMINDERS_FIRED
 from reminders.models import Notification, Reminder, ReminderState
 from reminders.representation import notification_to_dict
 from tasks.locking import lock_user, lock_users
 from tasks.models import Task
 from tasks.representation import REPRESENTATION_FIELDS, iso, task_to_dict
 from tasks.signals import TaskChange
-from todo_project.metrics import REMINDER_LATENESS, REMINDERS_FIRED
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from django.http import Http404, JsonResponse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
+from core.errors import error_body
 from reminders import services
 from reminders.jobs import task_id_from_job_name
-from todo_project.errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ class TasksConfig(AppConfig):
     verbose_name = "Tasks"
 
     def ready(self):
+        from tasks import metrics  # noqa: F401  (every process exports every metric)
+
         # The MCP endpoint: /mcp and its OAuth protected-resource metadata on the project's
         # ASGI app, and the SDK's session manager in the ASGI lifespan.
         from tasks.mcp import asgi as mcp_asgi

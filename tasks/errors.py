@@ -3,23 +3,11 @@ same way: validation -> 400, not found -> 404, stale version or clash -> 409."""
 
 from __future__ import annotations
 
+from core.errors import DomainError
 
-class TaskError(Exception):
-    status = 400
-    code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if code:
-            self.code = code
-
-    def as_dict(self) -> dict:
-        detail = {"code": self.code, "message": self.message}
-        if self.field:
-            detail["field"] = self.field
-        return detail
+class TaskError(DomainError):
+    """Any error of the task services."""
 
 
 class TaskValidationError(TaskError):

@@ -6,6 +6,6 @@ class TodoProjectConfig(AppConfig):
     verbose_name = "Project"
 
     def ready(self) -> None:
-        from todo_project import db, openapi  # noqa: F401  (openapi: the bearer scheme)
+        from core import db, openapi  # noqa: F401  (openapi: the bearer scheme)
 
         db.install()

@@ -21,7 +21,7 @@ from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-from todo_project.memory import freeze_startup_heap  # noqa: E402
+from core.memory import freeze_startup_heap  # noqa: E402
 from todo_project.routing import build_application  # noqa: E402
 
 django_app = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)

@@ -6,7 +6,7 @@ Apps add their ASGI endpoints in their ``AppConfig.ready`` through ``mount_http`
 
 from __future__ import annotations
 
-from todo_project.hosts import allowed_host, send_disallowed_host
+from core.hosts import allowed_host, send_disallowed_host
 from todo_project.lifespan import lifespan_app
 
 _http_mounts: list[tuple[str, object]] = []

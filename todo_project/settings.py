@@ -1,4 +1,4 @@
-"""Settings, read from the environment in one place (``todo_project/env.py``).
+"""Settings, read from the environment in one place (``core/env.py``).
 
 With nothing set the project runs embedded: an embedded PostgreSQL in ``.data/``, the in-memory
 channel layer, and relay, consumers and reminder scheduler inside the server process.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from todo_project import embedded_postgres
-from todo_project.env import (
+from core import embedded_postgres
+from core.env import (
     LocalSecrets,
     database_from_url,
     env_bool,
@@ -65,14 +65,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "todo_project.middleware.RequestIdMiddleware",
-    "todo_project.middleware.ApiErrorsMiddleware",
-    "todo_project.middleware.MetricsMiddleware",
+    "core.middleware.RequestIdMiddleware",
+    "core.middleware.ApiErrorsMiddleware",
+    "core.middleware.MetricsMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "todo_project.middleware.ApiCommonMiddleware",
+    "core.middleware.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -202,12 +202,12 @@ JWT_DEFAULT_TTL_SECONDS = env_int("JWT_DEFAULT_TTL_SECONDS", 3600)
 
 # --- REST -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["todo_project.auth.JWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["todo_project.renderers.FastJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["todo_project.parsers.ApiJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["core.renderers.FastJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.ApiJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "todo_project.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Every API view is rate limited; the budgets are described in tasks/api/throttles.py.
     "DEFAULT_THROTTLE_CLASSES": ["tasks.api.throttles.BudgetThrottle"],
@@ -234,7 +234,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
-# Request line and headers; larger heads get 431 from the server (todo_project/http_limits.py).
+# Request line and headers; larger heads get 431 from the server (core/http_limits.py).
 MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 64 * 1024)
 # A request's line and headers must all arrive within this time, or the connection is closed.
 REQUEST_HEADER_TIMEOUT_SECONDS = env_int("REQUEST_HEADER_TIMEOUT_SECONDS", 10)
@@ -360,9 +360,9 @@ LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG or EMBEDDED_DATABASE else "js
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "todo_project.logging.ContextFilter"}},
+    "filters": {"context": {"()": "core.logging.ContextFilter"}},
     "formatters": {
-        "json": {"()": "todo_project.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {

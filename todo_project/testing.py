@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rest_framework.test import APIClient
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 
 
 def client_for(user: str) -> APIClient:
@@ -83,7 +83,7 @@ class LiveServer:
     def __init__(self):
         import uvicorn
 
-        from todo_project import http_limits
+        from core import http_limits
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -234,7 +234,7 @@ def jwks_keys(settings) -> Iterator:
     """A new RSA key published at a loopback JWKS URL that ``settings`` point at; yields it."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from todo_project.auth import _jwks_client
+    from core.auth import _jwks_client
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with jwks_endpoint(key) as url:

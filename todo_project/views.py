@@ -7,7 +7,7 @@ import logging
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 
-from todo_project import metrics
+from core import metrics
 
 logger = logging.getLogger(__name__)
 

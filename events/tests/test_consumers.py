@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
+from events import metrics
 from events.audit import NAME as AUDIT
 from events.consumers import get_consumer, register, unregister
 from events.models import ConsumerCursor, DeadLetter, OutboxEvent, ProcessedEvent, TaskHistory
@@ -30,7 +31,6 @@ from events.tests.support import (
     updates_of,
 )
 from tasks import services
-from todo_project import metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,13 +8,13 @@ import threading
 import pytest
 from django.db import connection, transaction
 
+from events import metrics
 from events.brokers import BrokerUnavailable
 from events.brokers.embedded import EmbeddedBroker
 from events.models import OutboxEvent, OutboxPending
 from events.relay import Relay, relay_once
 from events.tests.support import relay_all, run_in_threads
 from tasks import services
-from todo_project import metrics
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -14,7 +14,7 @@ from asgiref.testing import ApplicationCommunicator
 from channels.layers import channel_layers
 from django.db import connection, connections
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 
 
 class WebsocketCommunicator(ApplicationCommunicator):

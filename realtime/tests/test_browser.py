@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from core.auth import issue_token
 from realtime.frames import CloseCode
 from realtime.tests.conftest import (
     connect_user,
@@ -20,7 +21,6 @@ from realtime.tests.conftest import (
 )
 from tasks import services
 from tasks.representation import task_to_dict
-from todo_project.auth import issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

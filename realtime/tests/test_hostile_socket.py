@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
+from core.auth import issue_token
 from realtime.frames import CloseCode
 from realtime.tests.conftest import connect_user, expect_close, open_socket
-from todo_project.auth import issue_token
 from todo_project.testing import (
     FORGERIES,
     NASTY_TEXT,

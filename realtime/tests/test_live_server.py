@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
+from core.auth import issue_token
 from realtime.frames import CloseCode
 from realtime.tests.conftest import asgi_app, connect_user, drain, in_thread, receive_frames
 from tasks import services
-from todo_project.auth import issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

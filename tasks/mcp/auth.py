@@ -17,10 +17,10 @@ import json
 
 from django.conf import settings
 
+from core.auth import AuthError, TokenUser, bearer_from_header, verify_token_async
+from core.hosts import raw_host
 from tasks.api.throttles import ANONYMOUS, client_address
 from tasks.mcp.ratelimit import RateLimited, consume_async
-from todo_project.auth import AuthError, TokenUser, bearer_from_header, verify_token_async
-from todo_project.hosts import raw_host
 
 RESOURCE_PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource"

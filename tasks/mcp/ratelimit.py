@@ -9,8 +9,8 @@ the four write tools, ``task_list`` for ``list_tasks``, ``task_read`` for every 
 
 from __future__ import annotations
 
+from core.auth import TokenUser
 from tasks.api import throttles
-from todo_project.auth import TokenUser
 
 TOOL_CALL = "tools/call"
 # A JSON-RPC "server error" (the -32000..-32099 range is the implementation's to define).

@@ -29,6 +29,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
+from core.auth import TokenUser
 from tasks import selectors, services
 from tasks.errors import TaskError, TaskNotFound
 from tasks.mcp.auth import RESOURCE_PATH, current_user
@@ -63,7 +64,6 @@ from tasks.mcp.schemas import (
 )
 from tasks.representation import task_to_dict
 from tasks.validation import clean_timezone
-from todo_project.auth import TokenUser
 
 T = TypeVar("T")
 

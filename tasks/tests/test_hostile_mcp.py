@@ -28,10 +28,10 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from core.auth import issue_token
 from events.models import OutboxEvent
 from tasks import services
 from tasks.models import Task
-from todo_project.auth import issue_token
 from todo_project.testing import (
     FORGERIES,
     LiveServer,

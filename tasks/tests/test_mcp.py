@@ -24,12 +24,12 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from core.auth import issue_token
 from events.models import OutboxEvent
 from events.schemas import parse_envelope
 from tasks import services
 from tasks.models import Priority, Task
 from tasks.validation import clean_due
-from todo_project.auth import issue_token
 from todo_project.testing import asgi_app_with_mcp_lifespan_only, client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -27,9 +27,9 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 
+from core.auth import issue_token
 from tasks import services
 from tasks.api.schema import REFUSALS_KEY
-from todo_project.auth import issue_token
 from todo_project.testing import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -93,7 +93,7 @@ class PrivatePostgres:
         pg_ctl(list(args), pgdata=self.data_dir, user=self.user, timeout=timeout)
 
     def start(self) -> PrivatePostgres:
-        from todo_project import embedded_postgres
+        from core import embedded_postgres
 
         if not (self.data_dir / "PG_VERSION").exists():
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.auth import issue_token
 from tasks import services
-from todo_project.auth import issue_token
 from todo_project.testing import LiveServer, McpClient, assert_clean_tool_result
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,9 +14,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
 
+from core.auth import AuthError, verify_token
+from core.env import LocalSecrets, database_from_url, mandatory_secret
 from realtime import handshake
-from todo_project.auth import AuthError, verify_token
-from todo_project.env import LocalSecrets, database_from_url, mandatory_secret
 from todo_project.testing import jwks_endpoint
 
 # Never connected to: importing the settings opens no connection.
@@ -31,7 +31,7 @@ _REPORT = """
 import json, sys, time, django, jwt
 django.setup()
 from django.conf import settings as s
-from todo_project.auth import AuthError, verify_token
+from core.auth import AuthError, verify_token
 
 def accepted(secret):
     token = jwt.encode({"sub": "root", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
@@ -241,7 +241,7 @@ def test_processes_that_start_together_share_one_generated_secrets_file(tmp_path
     code = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from todo_project.env import LocalSecrets\n"
+        "from core.env import LocalSecrets\n"
         f"time.sleep(max(0, {start_at} - time.time()))\n"
         f"local = LocalSecrets(Path({str(path)!r}))\n"
         "print(json.dumps([local.get('SECRET_KEY'), local.get('JWT_SECRET')]))\n"

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
+from core.memory import freeze_startup_heap
 from events import log, topics
 from events.bench_writer import record_events, write_changes
 from events.brokers.embedded import EmbeddedBroker
@@ -43,7 +44,6 @@ from events.runners import WorkerGroup
 from events.services import task_history_record
 from tasks.representation import task_to_dict
 from todo_project.benchmarks import no_query_log, percentile
-from todo_project.memory import freeze_startup_heap
 
 PLAN_EVENTS_PER_SECOND = 1000
 GOAL_EVENTS_PER_SECOND = 5000

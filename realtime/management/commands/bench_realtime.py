@@ -34,7 +34,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 from todo_project.benchmarks import (
     database_on_default_server,
     database_url,

@@ -23,8 +23,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.utils import timezone
 
+from core.auth import issue_token
 from tasks.bench.corpus import task_rows
-from todo_project.auth import issue_token
 from todo_project.benchmarks import (
     bench_server,
     conninfo,

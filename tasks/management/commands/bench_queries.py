@@ -16,10 +16,10 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 from django.utils import timezone
 
+from core.auth import issue_token
 from tasks.bench.corpus import task_rows
 from tasks.models import Task
 from tasks.selectors import TaskFilters, task_queryset_for_user
-from todo_project.auth import issue_token
 from todo_project.benchmarks import (
     bench_server,
     conninfo,

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

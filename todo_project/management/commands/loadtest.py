@@ -40,8 +40,9 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from todo_project import benchmarks, http_limits
-from todo_project.auth import issue_token
+from core import http_limits
+from core.auth import issue_token
+from todo_project import benchmarks
 from todo_project.benchmarks import (
     bench_server,
     database_on_default_server,

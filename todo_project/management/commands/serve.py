@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from todo_project import http_limits
-from todo_project.auth import issue_token
+from core import http_limits
+from core.auth import issue_token
 
 DEMO_USER = "demo"
 

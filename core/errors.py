@@ -15,8 +15,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-from tasks.errors import TaskError
-
 logger = logging.getLogger(__name__)
 
 
@@ -43,6 +41,27 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
     return items
 
 
+class DomainError(Exception):
+    """An error a service raises on purpose; every surface answers it with ``status`` and the
+    stable ``code`` (and the ``field`` it concerns, if any)."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+    def as_dict(self) -> dict:
+        detail = {"code": self.code, "message": self.message}
+        if self.field:
+            detail["field"] = self.field
+        return detail
+
+
 def error_body(code: str, message: str, fields: list[dict] | None = None) -> dict:
     body: dict = {"code": code, "message": message}
     if fields:
@@ -51,7 +70,7 @@ def error_body(code: str, message: str, fields: list[dict] | None = None) -> dic
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, TaskError):
+    if isinstance(exc, DomainError):
         fields = [exc.as_dict()] if exc.field else None
         return Response(error_body(exc.code, exc.message, fields), status=exc.status)
     if isinstance(exc, Http404):

@@ -1,6 +1,6 @@
 """The embedded server's settings: written after initdb, and brought up to date later."""
 
-from todo_project import embedded_postgres
+from core import embedded_postgres
 
 
 def test_settings_are_written_below_the_marker_after_initdb(tmp_path):

@@ -1,4 +1,4 @@
-"""Slow clients against the real server (uvicorn with ``todo_project.http_limits``): a request
+"""Slow clients against the real server (uvicorn with ``core.http_limits``): a request
 head that does not arrive within ``REQUEST_HEADER_TIMEOUT_SECONDS`` is answered 408 and its
 connection closed, on a new connection and on a kept-alive one; a slow head that arrives in
 time is served, and an open WebSocket is not a slow head."""
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from todo_project.auth import issue_token
+from core.auth import issue_token
 from todo_project.testing import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

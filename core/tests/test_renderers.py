@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.serializer_helpers import ReturnDict, ReturnList
 
-from todo_project.renderers import FastJSONRenderer
+from core.renderers import FastJSONRenderer
 
 SAMPLES = [
     {"count": 2, "results": [{"id": 1, "title": "Café ☕ «plan»", "tags": ["a", "b"]}]},

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
-from todo_project.parsers import MAX_DEPTH, ApiJSONParser
+from core.parsers import MAX_DEPTH, ApiJSONParser
 
 SAME_AS_DRF = [
     b'{"title": "Caf\\u00e9 \xe2\x98\x95", "tags": ["a", "b"], "n": null, "ok": true}',

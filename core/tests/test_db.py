@@ -6,7 +6,7 @@ import pytest
 from django.db import DataError, connection
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 
-from todo_project.db import FastTimestamptzLoader
+from core.db import FastTimestamptzLoader
 
 pytestmark = pytest.mark.django_db
 

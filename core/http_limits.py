@@ -14,7 +14,7 @@ first byte of the next request on a kept-alive connection (uvicorn's keep-alive 
 the idle time before that byte); otherwise the answer is ``408 Request Timeout`` and the
 connection is closed.
 
-Serve with ``uvicorn --http todo_project.http_limits:BoundedHttpToolsProtocol`` (``manage.py
+Serve with ``uvicorn --http core.http_limits:BoundedHttpToolsProtocol`` (``manage.py
 serve`` and the container do).
 """
 
@@ -26,7 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 DEFAULT_LIMIT = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
-PROTOCOL = "todo_project.http_limits:BoundedHttpToolsProtocol"
+PROTOCOL = "core.http_limits:BoundedHttpToolsProtocol"
 
 
 def _setting(name: str, default):

@@ -4,8 +4,8 @@ import uuid
 from django.http import JsonResponse
 from django.middleware.common import CommonMiddleware
 
-from todo_project.errors import error_body
-from todo_project.logging import log_context
+from core.errors import error_body
+from core.logging import log_context
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -35,7 +35,7 @@ class MetricsMiddleware:
     def __call__(self, request):
         from time import perf_counter
 
-        from todo_project.metrics import HTTP_REQUEST_DURATION
+        from core.metrics import HTTP_REQUEST_DURATION
 
         started = perf_counter()
         response = self.get_response(request)

@@ -9,7 +9,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class BearerJWTScheme(OpenApiAuthenticationExtension):
-    target_class = "todo_project.auth.JWTAuthentication"
+    target_class = "core.auth.JWTAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):
