@@ -1,4 +1,4 @@
-"""Tests for the pure recurrence maths in recurrence.rules (no database needed)."""
+"""Tests for the pure recurrence maths in tasks.recurrence_rules (no database needed)."""
 
 import calendar
 import time
@@ -10,7 +10,7 @@ from dateutil import rrule as du
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from recurrence.rules import (
+from tasks.recurrence_rules import (
     WEEKDAYS,
     RecurrenceError,
     Rule,
@@ -415,6 +415,19 @@ def test_rrule_daily_every_7_days_on_another_weekday_is_empty_and_fast():
     started = time.perf_counter()
     assert next_occurrence(rule, anchor=anchor, tz=LONDON, after=anchor) is None
     assert time.perf_counter() - started < 0.5
+
+
+def test_rrule_weekly_every_7_weeks_on_another_weekday_still_matches():
+    """Regression: the shortcut for DAILY;INTERVAL=7 also caught WEEKLY rules, whose weeks hold
+    every listed weekday, so this series ended at its anchor."""
+    # given Mondays in January every 7th week, anchored on Saturday 2000-01-01
+    rule = parse_rule("FREQ=WEEKLY;INTERVAL=7;BYMONTH=1;BYDAY=MO")
+    anchor = at(LONDON, 2000, 1, 1, 9, 0)
+    # when we list occurrences
+    dates = local_dates(rule, anchor, LONDON, 4)
+    # then they are the January Mondays of every 7th week from the anchor's week (Dec 27, 1999)
+    assert dates == [date(2000, 1, 1), date(2001, 1, 22), date(2003, 1, 27), date(2004, 1, 5)]
+    assert all((day - date(1999, 12, 27)).days % 49 == 0 for day in dates[1:])
 
 
 # --------------------------------------------------------------------------------------
