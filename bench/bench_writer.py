@@ -11,9 +11,9 @@ def _set_up() -> None:
     import django
 
     django.setup()
+    from bench.benchmarks import no_query_log
     from core.memory import freeze_startup_heap
     from tasks import services  # noqa: F401  (imported before the heap is frozen)
-    from todo_project.benchmarks import no_query_log
 
     no_query_log()
     freeze_startup_heap()  # as the servers whose writes this stands for

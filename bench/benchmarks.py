@@ -189,6 +189,7 @@ def server_env(url: str, **overrides: str) -> dict[str, str]:
 
     env = {
         **os.environ,
+        "DJANGO_SETTINGS_MODULE": "todo_project.settings",  # the product, not bench.settings
         "DATABASE_URL": url,
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from todo_project.benchmarks import free_port
+from bench.benchmarks import free_port
 
 
 class Worker:

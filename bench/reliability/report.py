@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from todo_project.benchmarks import write_marked_section
+from bench.benchmarks import write_marked_section
 
 REPORT = Path(settings.BASE_DIR) / "docs" / "reliability.md"
 

@@ -23,9 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.utils import timezone
 
-from core.auth import issue_token
-from tasks.bench.corpus import task_rows
-from todo_project.benchmarks import (
+from bench.benchmarks import (
     bench_server,
     conninfo,
     database_on_default_server,
@@ -36,6 +34,8 @@ from todo_project.benchmarks import (
     server_env,
     write_section,
 )
+from bench.corpus import task_rows
+from core.auth import issue_token
 
 BENCH_DB = "todo_bench_mcp"
 ALIAS = "bench_mcp"

@@ -16,11 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 from django.utils import timezone
 
-from core.auth import issue_token
-from tasks.bench.corpus import task_rows
-from tasks.models import Task
-from tasks.selectors import TaskFilters, task_queryset_for_user
-from todo_project.benchmarks import (
+from bench.benchmarks import (
     bench_server,
     conninfo,
     database_on_default_server,
@@ -32,6 +28,10 @@ from todo_project.benchmarks import (
     server_env,
     write_section,
 )
+from bench.corpus import task_rows
+from core.auth import issue_token
+from tasks.models import Task
+from tasks.selectors import TaskFilters, task_queryset_for_user
 
 BENCH_DB = "todo_bench"
 ALIAS = "bench"

@@ -34,8 +34,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core.auth import issue_token
-from todo_project.benchmarks import (
+from bench.benchmarks import (
     database_on_default_server,
     database_url,
     fmt,
@@ -46,6 +45,7 @@ from todo_project.benchmarks import (
     uvicorn_command,
     write_section,
 )
+from core.auth import issue_token
 
 BENCH_DB = "todo_bench_realtime"
 LAYERS = {

@@ -15,10 +15,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from tasks import services
-from tasks.models import Task
-from tasks.signals import task_changed
-from todo_project.benchmarks import (
+from bench.benchmarks import (
     machine_line,
     mean,
     no_query_log,
@@ -26,6 +23,9 @@ from todo_project.benchmarks import (
     scratch_database,
     write_section,
 )
+from tasks import services
+from tasks.models import Task
+from tasks.signals import task_changed
 
 
 class _NextInstanceClock:

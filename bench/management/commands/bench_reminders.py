@@ -18,10 +18,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from reminders.models import Reminder, ReminderState
-from reminders.scheduler import ReminderScheduler
-from tasks import services
-from todo_project.benchmarks import (
+from bench.benchmarks import (
     machine_line,
     mean,
     no_query_log,
@@ -29,6 +26,9 @@ from todo_project.benchmarks import (
     scratch_database,
     write_section,
 )
+from reminders.models import Reminder, ReminderState
+from reminders.scheduler import ReminderScheduler
+from tasks import services
 
 
 @contextmanager

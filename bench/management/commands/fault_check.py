@@ -15,7 +15,7 @@ own (so restarting them disturbs nothing else on the machine), it:
    recovery as far as clients can tell) and, with Redis, kills and restarts ``redis-server``;
 3. with Redis, keeps one WebSocket per user open (reconnecting with ``last_sequence`` as the
    protocol says) and records every frame;
-4. waits until the pipeline is idle, then checks ``todo_project.reliability.invariants`` and
+4. waits until the pipeline is idle, then checks ``bench.reliability.invariants`` and
    that each user's socket saw every one of that user's events, once, and no one else's.
 
 Figures go to ``docs/reliability.md`` (section ``faults``). With ``DATABASE_URL`` the run uses a
@@ -41,23 +41,23 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core import http_limits
-from core.auth import issue_token
-from todo_project.benchmarks import (
+from bench.benchmarks import (
     database_on_default_server,
     machine_line,
     server_env,
     uvicorn_command,
 )
-from todo_project.reliability import invariants
-from todo_project.reliability.processes import (
+from bench.reliability import invariants
+from bench.reliability.processes import (
     PrivatePostgres,
     PrivateRedis,
     Worker,
     free_port,
     manage,
 )
-from todo_project.reliability.report import write_section
+from bench.reliability.report import write_section
+from core import http_limits
+from core.auth import issue_token
 
 DATABASE = "todo_faults"
 USER_PREFIX = "fault-"

@@ -40,10 +40,8 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core import http_limits
-from core.auth import issue_token
-from todo_project import benchmarks
-from todo_project.benchmarks import (
+from bench import benchmarks
+from bench.benchmarks import (
     bench_server,
     database_on_default_server,
     fmt,
@@ -51,9 +49,11 @@ from todo_project.benchmarks import (
     p50_p95,
     server_env,
 )
-from todo_project.reliability import invariants
-from todo_project.reliability import report as reliability_report
-from todo_project.reliability.processes import manage
+from bench.reliability import invariants
+from bench.reliability import report as reliability_report
+from bench.reliability.processes import manage
+from core import http_limits
+from core.auth import issue_token
 
 BENCH_DB = "todo_bench_load"
 OPERATIONS = ("list", "search", "create", "update", "complete")
