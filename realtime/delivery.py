@@ -55,8 +55,8 @@ def server_loop() -> asyncio.AbstractEventLoop | None:
 
 @asynccontextmanager
 async def lifespan():
-    """Registered with ``todo_project.lifespan``: the server's loop is known before any worker
-    starts handing events over."""
+    """A part of the server's lifespan (``todo_project/asgi.py``): the server's loop is known
+    before any worker starts handing events over."""
     loop = asyncio.get_running_loop()
     bind_loop(loop)
     try:

@@ -1,8 +1,8 @@
-"""The WebSocket side of the ASGI app: ``/ws/tasks/``, and 4404 for any other path."""
+"""The WebSocket routes, which ``todo_project/asgi.py`` serves: ``/ws/tasks/``, and 4404 for
+any other path."""
 
 from __future__ import annotations
 
-from channels.routing import URLRouter
 from django.urls import path, re_path
 
 from realtime.consumers import NotFoundConsumer, TaskUpdatesConsumer
@@ -11,7 +11,3 @@ websocket_urlpatterns = [
     path("ws/tasks/", TaskUpdatesConsumer.as_asgi()),
     re_path(r"", NotFoundConsumer.as_asgi()),
 ]
-
-
-def websocket_application():
-    return URLRouter(websocket_urlpatterns)

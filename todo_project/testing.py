@@ -27,25 +27,19 @@ def client_for(user: str) -> APIClient:
 def asgi_app_with_mcp_lifespan_only():
     """The project's ASGI app for a live test server: its lifespan starts only the MCP session
     manager (the in-process workers of the other apps stay out of the test)."""
+    from channels.routing import ProtocolTypeRouter
+
     from tasks.mcp.asgi import lifespan as mcp_lifespan
-    from todo_project.asgi import application
+    from todo_project.asgi import http_app, websocket_app
+    from todo_project.lifespan import Lifespan
 
-    async def app(scope, receive, send):
-        if scope["type"] != "lifespan":
-            await application(scope, receive, send)
-            return
-        context = mcp_lifespan()
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await context.__aenter__()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await context.__aexit__(None, None, None)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return app
+    return ProtocolTypeRouter(
+        {
+            "http": http_app,
+            "websocket": websocket_app,
+            "lifespan": Lifespan(lambda: [("mcp", mcp_lifespan)]),
+        }
+    )
 
 
 @contextmanager

@@ -1,4 +1,12 @@
-"""The embedded server's settings: written after initdb, and brought up to date later."""
+"""The embedded server: its settings, written after initdb and brought up to date later, and
+where it listens, known without starting it."""
+
+import json
+import os
+import subprocess
+import sys
+
+from django.conf import settings
 
 from core import embedded_postgres
 
@@ -32,3 +40,70 @@ def test_a_server_tuned_before_gets_only_the_settings_it_lacks_once(tmp_path):
     text = conf.read_text()
     assert text.count("\nautovacuum_naptime = 10s\n") == 1
     assert text.count("max_connections") == 1
+
+
+def _postgres_processes_on(data_dir) -> list:
+    import psutil
+
+    return [
+        process
+        for process in psutil.process_iter(attrs=["name", "cmdline"])
+        if process.info["name"] == "postgres" and str(data_dir) in (process.info["cmdline"] or [])
+    ]
+
+
+def test_importing_the_settings_starts_no_server_and_creates_no_cluster(tmp_path):
+    # given the embedded mode on a data directory that does not exist yet
+    data_dir = tmp_path / "pg"
+    clean = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env = {**clean, "DJANGO_SETTINGS_MODULE": "todo_project.settings"}
+    env["EMBEDDED_PG_DIR"] = str(data_dir)
+    code = (
+        "import json, django\n"
+        "django.setup()\n"
+        "from django.conf import settings\n"
+        "print(json.dumps(settings.DATABASES['default']['HOST']))\n"
+    )
+
+    # when a fresh process imports the settings and sets Django up, and a command that needs
+    # no database runs
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=settings.BASE_DIR, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    issued = subprocess.run(
+        [sys.executable, "manage.py", "issue_token", "demo"], env=env, cwd=settings.BASE_DIR,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    # then the settings name where the server would listen, but no cluster exists and no
+    # PostgreSQL runs on it
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == str(data_dir)
+    assert issued.returncode == 0, issued.stderr
+    assert not data_dir.exists()
+    assert _postgres_processes_on(data_dir) == []
+
+
+def test_the_settings_name_the_socket_directory_the_server_chooses_on_a_long_path(tmp_path):
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import find_suitable_socket_dir
+
+    # given a data directory whose path is too long for a Unix socket
+    data_dir = (tmp_path / ("d" * 60) / ("e" * 60)).resolve()
+    data_dir.mkdir(parents=True)
+
+    # when the settings compute where the socket is, and the library chooses it
+    predicted = embedded_postgres.socket_dir(data_dir)
+    chosen = find_suitable_socket_dir(data_dir, PostgresServer.runtime_path)
+    try:
+        # then both name the same directory, outside the data directory
+        assert predicted == chosen
+        assert predicted != data_dir
+    finally:
+        chosen.rmdir()
+
+
+def test_a_short_path_keeps_the_socket_in_the_data_directory(tmp_path):
+    assert embedded_postgres.socket_dir(tmp_path / "pg") == (tmp_path / "pg").resolve()
+    assert not (tmp_path / "pg").exists()

@@ -8,19 +8,20 @@ import time
 import pytest
 from django.db import transaction
 
-from events.audit import NAME as AUDIT
 from events.consumers import get_consumer
-from events.models import TaskHistory
 from events.runners import WorkerGroup, in_process_workers
 from tasks import services
-from todo_project import lifespan
+from tasks.consumers import NAME as AUDIT
+from tasks.models import TaskHistory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_the_embedded_server_registers_the_workers_with_its_lifespan(settings):
+    from todo_project.asgi import lifespan_parts
+
     assert settings.RUN_WORKERS_IN_PROCESS
-    assert ("events", in_process_workers) in lifespan._hooks
+    assert ("events", in_process_workers) in lifespan_parts()
 
 
 def test_a_change_goes_through_relay_and_audit_inside_the_server_process(user_id, fast_retries):

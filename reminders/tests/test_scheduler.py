@@ -194,9 +194,9 @@ async def test_the_server_lifespan_runs_a_scheduler_and_stops_it(user_id):
     from asgiref.sync import sync_to_async
 
     from reminders.scheduler import in_process_scheduler
-    from todo_project import lifespan
+    from todo_project.asgi import lifespan_parts
 
-    assert "reminder-scheduler" in [name for name, _ in lifespan._hooks]
+    assert ("reminder-scheduler", in_process_scheduler) in lifespan_parts()
     task = await sync_to_async(_due_reminder)(user_id)
 
     fired = Reminder.objects.filter(task_id=task.pk, state=ReminderState.FIRED)
