@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import types
 
 import pytest
 from rest_framework.test import APIClient
@@ -11,6 +12,71 @@ from tasks import services
 from todo_project.testing import client_for
 
 _counter = itertools.count(1)
+
+# What makes a test "slow" (left out by ``make test-fast``, run by ``make test``): it starts a
+# server (uvicorn, the in-process Dapr stand-in), a browser or other processes, or it searches
+# many generated inputs (schemathesis, Hypothesis).
+SLOW_FIXTURES = frozenset(
+    {
+        "live",  # tasks/tests/test_mcp.py: uvicorn
+        "server",  # todo_project.testing.LiveServer: uvicorn
+        "live_server_asgi",  # realtime/tests/conftest.py: uvicorn with the whole ASGI app
+        "redis_layer",  # realtime/tests/test_redis.py: web and consumer processes on Redis
+        "sidecar",  # the in-process Dapr gRPC stand-in
+        "workers",  # todo_project/tests/test_faults.py: kill -9 of worker processes
+        "spawn",  # events/tests/test_crash.py: consumer and relay processes
+    }
+)
+SLOW_MODULES = frozenset(
+    {
+        "tasks/tests/test_schema_fuzz.py",  # schemathesis against a live server
+        "todo_project/tests/test_faults.py",  # fault runs
+        "events/tests/test_crash.py",  # processes killed mid-batch
+        "deploy/tests/test_deploy.py",  # helm, hadolint and schema validators as processes
+        "realtime/tests/test_redis.py",  # web and consumer processes sharing Redis
+    }
+)
+
+
+def _starts_processes(function: object) -> bool:
+    """Whether ``function``, or a function of its module that it calls, uses ``subprocess``."""
+    seen: set[types.CodeType] = set()
+    code = getattr(function, "__code__", None)
+    names = getattr(function, "__globals__", {})
+    pending = [code] if code is not None else []
+    while pending:
+        code = pending.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        if "subprocess" in code.co_names:
+            return True
+        pending += [const for const in code.co_consts if isinstance(const, types.CodeType)]
+        pending += [
+            helper.__code__
+            for name in code.co_names
+            if isinstance(helper := names.get(name), types.FunctionType)
+            and helper.__globals__ is names
+        ]
+    return False
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    test = getattr(item, "obj", None)
+    module = item.path.relative_to(item.config.rootpath).as_posix()
+    return (
+        bool(set(getattr(item, "fixturenames", ())) & SLOW_FIXTURES)
+        or module in SLOW_MODULES
+        or item.get_closest_marker("browser") is not None
+        or getattr(test, "is_hypothesis_test", False)
+        or _starts_processes(test)
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

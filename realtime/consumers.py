@@ -1,20 +1,9 @@
 """``/ws/tasks/``: one socket, one user, that user's task and notification events in order.
 
-Life of a socket:
-1. handshake: Host and Origin checks, token (subprotocol ``bearer, <jwt>`` or ``?token=``),
-   optional ``?last_sequence=N``, a free slot (per user and per process); failures are accepted
-   and closed at once with a close code from ``realtime.frames.CloseCode``, before any data
-   frame. Refused handshakes count against the client address's ``anonymous`` rate limit;
-2. join the user's group (``realtime.groups``), then read the newest sequence and, when
-   resuming, what the user missed from the event log; send ``hello``, the missed events (or
-   ``resync``), then whatever arrived live meanwhile that is newer;
-3. live: every event from the group is queued for the socket's writer. The queue is bounded, so a
-   client that does not read cannot hold anything up: its socket is closed with 4409 and it
-   resumes from its last sequence when it reconnects.
-
-Frames from the client are small JSON objects (``ping``, ``pong``, ``resume``); anything else gets
-an ``error`` frame, and repeated abuse closes with 4429. Nothing a client sends can raise out of
-the consumer.
+A socket is refused (accepted, then closed with a ``realtime.frames.CloseCode``) or it joins the
+user's group, sends ``hello`` and what the client missed from the event log, then live events
+through a bounded queue. ``docs/realtime.md`` is the protocol; ``docs/decisions/realtime-*.md``
+say why it is built this way. Nothing a client sends can raise out of the consumer.
 """
 
 from __future__ import annotations
@@ -45,18 +34,15 @@ MESSAGE_WINDOW_SECONDS = 10.0
 MAX_MESSAGES_PER_WINDOW = 100
 # Channel-layer group memberships expire (one day by default); sockets re-join well before.
 GROUP_REFRESH_SECONDS = 3600.0
-# Group joins and leaves in flight at once per process: a server restart closes every socket at
-# the same moment, and channels-redis would otherwise ask its pool for a connection per socket
-# (redis-py refuses past ``max_connections`` rather than waiting).
+# A restart closes every socket at once; past the Redis pool's size joins would fail, not wait.
 MAX_GROUP_OPERATIONS = 32
 
-_group_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+_group_operation_limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
-class _Slots:
-    """The open sockets of this process (its one event loop serves them all), per user.
-
-    Per process, not shared between processes: ``docs/realtime.md`` says what that means."""
+class _SocketSlots:
+    """The open sockets of this process (its one event loop serves them all), per user; not
+    shared between processes (``docs/realtime.md``)."""
 
     def __init__(self):
         self.total = 0
@@ -65,7 +51,7 @@ class _Slots:
     def process_full(self) -> bool:
         return self.total >= settings.REALTIME_MAX_SOCKETS_PER_PROCESS
 
-    def take(self, user_id: str) -> tuple[CloseCode, str] | None:
+    def reserve(self, user_id: str) -> tuple[CloseCode, str] | None:
         """Hold a slot for ``user_id``; when there is none, the close code and reason."""
         if self.process_full():
             return CloseCode.TRY_AGAIN_LATER, "try_again_later"
@@ -84,60 +70,61 @@ class _Slots:
         self.total = max(0, self.total - 1)
 
 
-_slot_registry: dict[asyncio.AbstractEventLoop, _Slots] = {}
+_socket_slots_by_loop: dict[asyncio.AbstractEventLoop, _SocketSlots] = {}
 
 
-def _slots() -> _Slots:
-    return delivery.per_loop(_slot_registry, asyncio.get_running_loop(), _Slots)
+def _socket_slots() -> _SocketSlots:
+    return delivery.per_loop(_socket_slots_by_loop, asyncio.get_running_loop(), _SocketSlots)
 
 
-class _Watch:
-    """A safety net for messages lost between the fan-out and the sockets (the fan-out process
-    died right after its commit; the layer dropped a message) when no later event of the user
-    comes to reveal the gap. Per process, every ping interval, one query reads the newest
-    sequence of every user with a socket here; a socket still behind a sequence it was already
-    behind one interval earlier fills the gap from the log."""
+class _MissedEventCheck:
+    """Every ping interval, one query for the newest sequence of each user with a socket here;
+    a socket still behind what it lacked one interval earlier fills the gap from the log
+    (``docs/decisions/realtime-missed-event-check.md``)."""
 
     def __init__(self):
         self.sockets: set[TaskUpdatesConsumer] = set()
         self.task: asyncio.Task | None = None
 
-    def add(self, socket: TaskUpdatesConsumer) -> None:
+    def watch(self, socket: TaskUpdatesConsumer) -> None:
         self.sockets.add(socket)
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
+            self.task = asyncio.get_running_loop().create_task(self._check_every_interval())
 
-    def discard(self, socket: TaskUpdatesConsumer) -> None:
+    def forget(self, socket: TaskUpdatesConsumer) -> None:
         self.sockets.discard(socket)
         if not self.sockets and self.task is not None:
             self.task.cancel()
             self.task = None
 
-    async def _run(self) -> None:
+    async def _check_every_interval(self) -> None:
         while self.sockets:
             await asyncio.sleep(settings.REALTIME_PING_SECONDS)
             users = {socket.user.id for socket in self.sockets if socket.user is not None}
             if not users:
                 continue
             try:
-                latest = await database_sync_to_async(replay.latest_sequences)(users)
+                newest = await database_sync_to_async(replay.latest_sequences)(users)
             except Exception:
                 logger.warning("checking sockets for missed events failed", exc_info=True)
                 continue
             for socket in list(self.sockets):
-                socket._check_behind(latest.get(socket.user.id, 0))
+                socket._catch_up_if_still_behind(newest.get(socket.user.id, 0))
 
 
-_watches: dict[asyncio.AbstractEventLoop, _Watch] = {}
+_missed_event_checks: dict[asyncio.AbstractEventLoop, _MissedEventCheck] = {}
 
 
-def _watch() -> _Watch:
-    return delivery.per_loop(_watches, asyncio.get_running_loop(), _Watch)
+def _missed_event_check() -> _MissedEventCheck:
+    return delivery.per_loop(_missed_event_checks, asyncio.get_running_loop(), _MissedEventCheck)
 
 
-def _group_slot() -> asyncio.Semaphore:
+def _group_operation() -> asyncio.Semaphore:
+    """A turn among this process's group joins and leaves (at most MAX_GROUP_OPERATIONS)."""
     return delivery.per_loop(
-        _group_slots, asyncio.get_running_loop(), lambda: asyncio.Semaphore(MAX_GROUP_OPERATIONS)
+        _group_operation_limits,
+        asyncio.get_running_loop(),
+        lambda: asyncio.Semaphore(MAX_GROUP_OPERATIONS),
     )
 
 
@@ -146,19 +133,21 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.user: TokenUser | None = None
         self.group: str | None = None
+        # Frames to write, each with the commit time of its event (None: not an event).
         self._queue: asyncio.Queue[tuple[str, float | None]] = asyncio.Queue()
         self._queue_limit = settings.REALTIME_SEND_QUEUE
-        self._cursor = 0  # newest event sequence queued for (or known to) this client
-        self._holding: list[dict] | None = []  # live events held while catching up
+        self._last_sequence = 0  # newest event sequence queued for (or known to) this client
+        self._held_live_events: list[dict] | None = []  # None: not catching up
         self._live_events_sent = False
         self._resumed = False
         self._closing = False
-        self._tasks: list[asyncio.Task] = []
+        self._background_tasks: list[asyncio.Task] = []
         self._invalid_frames = 0
         self._window_started = time.monotonic()
         self._window_count = 0
         self._expiry_handle: asyncio.TimerHandle | None = None
-        self._behind: int | None = None  # a newer sequence the last watch saw and we lacked
+        # The user's newest sequence at the last missed-event check, when this socket lacked it.
+        self._lacking_at_last_check: int | None = None
         self._slot_user: str | None = None  # whose slot this socket holds, until it ends
 
     async def __call__(self, scope, receive, send):
@@ -171,13 +160,12 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
     def _release_slot(self) -> None:
         if self._slot_user is not None:
             user_id, self._slot_user = self._slot_user, None
-            _slots().release(user_id)
+            _socket_slots().release(user_id)
 
     # --- dispatch ------------------------------------------------------------------------
     async def dispatch(self, message):
-        # Channels closes stale DB connections (a thread hop) before every message; only the
-        # handshake and ``resume`` touch the database, and they go through
-        # ``database_sync_to_async``, which does that itself.
+        # Skips Channels' per-message close_old_connections thread hop: database_sync_to_async
+        # does it for the only database work (handshake and resume).
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             logger.warning("unexpected message type %r on a task socket", message["type"])
@@ -188,7 +176,7 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message):
         delivery.bind_loop()
         try:
-            shake = handshake.parse(self.scope)
+            request = handshake.parse(self.scope)
         except handshake.HandshakeError as exc:
             subprotocol = (
                 handshake.BEARER_SUBPROTOCOL
@@ -199,53 +187,52 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             logger.info("websocket refused: %s", exc.reason)
             return
         if allowed_host(self.scope) is None:
-            await self._refuse(shake.subprotocol, CloseCode.BAD_REQUEST, "disallowed_host")
+            await self._refuse(request.subprotocol, CloseCode.BAD_REQUEST, "disallowed_host")
             return
         if not handshake.origin_allowed(self.scope):
-            await self._refuse(shake.subprotocol, CloseCode.FORBIDDEN, "origin_not_allowed")
+            await self._refuse(request.subprotocol, CloseCode.FORBIDDEN, "origin_not_allowed")
             return
-        if _slots().process_full():
+        if _socket_slots().process_full():
             await self._refuse(
-                shake.subprotocol, CloseCode.TRY_AGAIN_LATER, "try_again_later", counted=False
+                request.subprotocol, CloseCode.TRY_AGAIN_LATER, "try_again_later", counted=False
             )
             return
-        if not shake.token:
-            await self._refuse(shake.subprotocol, CloseCode.UNAUTHORIZED, "missing_token")
+        if not request.token:
+            await self._refuse(request.subprotocol, CloseCode.UNAUTHORIZED, "missing_token")
             return
         try:
-            user = await verify_token_async(shake.token)
+            user = await verify_token_async(request.token)
         except AuthError as exc:
             code = (
                 CloseCode.TOKEN_EXPIRED if exc.code == "token_expired" else CloseCode.UNAUTHORIZED
             )
-            await self._refuse(shake.subprotocol, code, exc.code)
+            await self._refuse(request.subprotocol, code, exc.code)
             return
-        full = _slots().take(user.id)
-        if full is not None:
-            await self._refuse(shake.subprotocol, *full, counted=False)
+        refusal = _socket_slots().reserve(user.id)
+        if refusal is not None:
+            await self._refuse(request.subprotocol, *refusal, counted=False)
             return
         self._slot_user = user.id
 
         self.user = user
-        await self.accept(subprotocol=shake.subprotocol)
+        await self.accept(subprotocol=request.subprotocol)
         group = group_for_user(user.id)
-        async with _group_slot():
+        async with _group_operation():
             await self.channel_layer.group_add(group, self.channel_name)
         self.group = group
         WEBSOCKET_CONNECTIONS.inc()
-        self._tasks.append(asyncio.create_task(self._writer()))
-        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        self._background_tasks.append(asyncio.create_task(self._write_frames()))
+        self._background_tasks.append(asyncio.create_task(self._heartbeat()))
         self._schedule_expiry(user)
-        self._resumed = shake.last_sequence is not None
-        await self._catch_up(shake.last_sequence, first=True)
-        _watch().add(self)
+        self._resumed = request.last_sequence is not None
+        await self._catch_up(request.last_sequence, first=True)
+        _missed_event_check().watch(self)
 
     async def _refuse(
         self, subprotocol: str | None, code: CloseCode, reason: str, *, counted: bool = True
     ) -> None:
-        """Accept, then close with ``code``: a close before accepting reaches browsers as a
-        failed handshake with no code at all. A refusal ``counted`` against the client's address
-        becomes 4429 once that address has spent its budget."""
+        """Accept, then close with ``code`` (a browser sees no code when the handshake itself
+        fails); a refusal ``counted`` against the address is 4429 once its budget is spent."""
         self._closing = True
         if counted and await spend_async(ANONYMOUS, client_address(self.scope)) is not None:
             code, reason = CloseCode.POLICY, "rate_limited"
@@ -260,7 +247,7 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         handle = loop.call_later(
             delay,
-            lambda: self._spawn(self._shutdown(CloseCode.TOKEN_EXPIRED, "token_expired")),
+            lambda: self._start_task(self._shutdown(CloseCode.TOKEN_EXPIRED, "token_expired")),
         )
         self._expiry_handle = handle
 
@@ -268,54 +255,58 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
     async def _catch_up(self, after: int | None, *, first: bool) -> None:
         """Send ``hello`` (first time) and what the client missed after ``after``, then release
         live events held meanwhile."""
-        plan = await self._plan(after)
-        if plan is None:
+        missed = await self._read_missed_events(after)
+        if missed is None:
             return
         if first:
-            self._put(
+            self._enqueue(
                 frames.dumps(
                     frames.hello_frame(
                         user_id=self.user.id,
-                        last_sequence=plan.latest,
+                        last_sequence=missed.latest,
                         ping_interval=settings.REALTIME_PING_SECONDS,
                     )
                 )
             )
-        self._apply(plan)
+        self._send_missed_events(missed)
 
-    async def _fill_gap(self, after: int, upto: int) -> None:
-        """A live event skipped sequence numbers (a message the layer lost, or a fan-out that
-        died after its commit): send the missing ones from the log before it."""
-        plan = await self._plan(after, upto=upto)
-        if plan is not None:
-            self._apply(plan)
+    async def _fill_gap(self, after: int, through: int) -> None:
+        """Send the events after ``after`` up to ``through`` from the log: a live event skipped
+        them (the layer lost a message, or a fan-out died after its commit)."""
+        missed = await self._read_missed_events(after, through=through)
+        if missed is not None:
+            self._send_missed_events(missed)
 
-    async def _plan(self, after: int | None, *, upto: int | None = None):
+    async def _read_missed_events(
+        self, after: int | None, *, through: int | None = None
+    ) -> replay.ResumePlan | None:
+        """What to replay after ``after``; None when the socket closed meanwhile."""
         try:
-            plan = await database_sync_to_async(replay.plan)(self.user.id, after, upto=upto)
+            missed = await database_sync_to_async(replay.plan)(self.user.id, after, upto=through)
         except Exception:
             logger.exception("reading the event log for a socket failed")
             await self._shutdown(1011, "server_error")
             return None
-        return None if self._closing else plan
+        return None if self._closing else missed
 
-    def _apply(self, plan) -> None:
-        if plan.resync_reason:
-            self._put(
+    def _send_missed_events(self, missed: replay.ResumePlan) -> None:
+        """Queue the replay (or ``resync``), then the live events held while reading it."""
+        if missed.resync_reason:
+            self._enqueue(
                 frames.dumps(
-                    frames.resync_frame(reason=plan.resync_reason, last_sequence=plan.latest)
+                    frames.resync_frame(reason=missed.resync_reason, last_sequence=missed.latest)
                 )
             )
-        for _sequence, text in plan.frames:
-            self._put(text)
+        for _sequence, text in missed.frames:
+            self._enqueue(text)
         # Replayed frames may exceed the live bound once; the bound applies to what follows.
         self._queue_limit = max(
             self._queue_limit, self._queue.qsize() + settings.REALTIME_SEND_QUEUE
         )
-        self._cursor = max(self._cursor, plan.latest)
-        held, self._holding = self._holding or [], None
+        self._last_sequence = max(self._last_sequence, missed.latest)
+        held, self._held_live_events = self._held_live_events or [], None
         for message in held:
-            self._release(message)
+            self._deliver_live(message)
 
     # --- live events ---------------------------------------------------------------------
     async def realtime_event(self, message: dict) -> None:
@@ -327,48 +318,51 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             logger.error("dropped an event addressed to another user on a task socket")
             return
         try:
-            self._release(message)
+            self._deliver_live(message)
         except Exception:  # a malformed layer message must not take the socket down
             logger.exception("could not queue an event for a socket")
 
-    def _release(self, message: dict) -> None:
-        if self._holding is not None:
-            if len(self._holding) >= settings.REALTIME_SEND_QUEUE:
-                self._spawn(self._shutdown(CloseCode.TOO_SLOW, "too_slow"))
+    def _deliver_live(self, message: dict) -> None:
+        """Queue a live event in sequence order: hold it while catching up, drop what was
+        already sent, and fill a gap before it from the log."""
+        if self._held_live_events is not None:
+            if len(self._held_live_events) >= settings.REALTIME_SEND_QUEUE:
+                self._start_task(self._shutdown(CloseCode.TOO_SLOW, "too_slow"))
                 return
-            self._holding.append(message)
+            self._held_live_events.append(message)
             return
         sequence = message["sequence"]
-        if sequence <= self._cursor:
+        if sequence <= self._last_sequence:
             return  # already replayed, or a redelivery
-        if sequence > self._cursor + 1:
-            self._holding = [message]
-            self._spawn(self._fill_gap(self._cursor, sequence - 1))
+        if sequence > self._last_sequence + 1:
+            self._held_live_events = [message]
+            self._start_task(self._fill_gap(self._last_sequence, sequence - 1))
             return
         if self._queue.qsize() >= self._queue_limit:
-            self._spawn(self._shutdown(CloseCode.TOO_SLOW, "too_slow"))
+            self._start_task(self._shutdown(CloseCode.TOO_SLOW, "too_slow"))
             return
-        self._cursor = sequence
+        self._last_sequence = sequence
         self._live_events_sent = True
         self._queue.put_nowait((message["text"], message.get("ts")))
 
-    def _check_behind(self, latest: int) -> None:
-        """Called by the watch with the user's newest sequence."""
-        if self._closing or self._holding is not None or latest <= self._cursor:
-            self._behind = None
+    def _catch_up_if_still_behind(self, newest: int) -> None:
+        """From the missed-event check, with the user's newest sequence."""
+        if self._closing or self._held_live_events is not None or newest <= self._last_sequence:
+            self._lacking_at_last_check = None
             return
-        if self._behind is not None and self._cursor < self._behind:
+        lacking = self._lacking_at_last_check
+        if lacking is not None and self._last_sequence < lacking:
             # Still missing what was committed a whole interval ago: it is not on its way.
-            upto, self._behind = self._behind, latest
-            self._holding = []
-            self._spawn(self._fill_gap(self._cursor, upto))
+            self._lacking_at_last_check = newest
+            self._held_live_events = []
+            self._start_task(self._fill_gap(self._last_sequence, lacking))
             return
-        self._behind = latest
+        self._lacking_at_last_check = newest
 
-    def _put(self, text: str) -> None:
+    def _enqueue(self, text: str) -> None:
         self._queue.put_nowait((text, None))
 
-    async def _writer(self) -> None:
+    async def _write_frames(self) -> None:
         send = self.send
         queue = self._queue
         try:
@@ -388,9 +382,9 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(interval)
             if self._queue.qsize() < self._queue_limit:
-                self._put(frames.PING)
+                self._enqueue(frames.PING)
             if time.monotonic() >= refresh_at:
-                async with _group_slot():
+                async with _group_operation():
                     await self.channel_layer.group_add(self.group, self.channel_name)
                 refresh_at = time.monotonic() + GROUP_REFRESH_SECONDS
 
@@ -399,12 +393,12 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         if self._closing or self.user is None:
             return
         try:
-            await self._receive(message)
+            await self._handle_client_frame(message)
         except Exception:
             logger.exception("handling a client frame failed")
             self._reply(frames.error_frame(code="server_error", message="Could not handle it."))
 
-    async def _receive(self, message) -> None:
+    async def _handle_client_frame(self, message) -> None:
         now = time.monotonic()
         if now - self._window_started > MESSAGE_WINDOW_SECONDS:
             self._window_started, self._window_count = now, 0
@@ -414,15 +408,17 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             return
         text = message.get("text")
         if text is None:
-            await self._invalid("binary_frame", "Frames are JSON text.")
+            await self._refuse_frame("binary_frame", "Frames are JSON text.")
             return
         if len(text) > MAX_CLIENT_FRAME:
-            await self._invalid("frame_too_large", f"Frames are at most {MAX_CLIENT_FRAME} bytes.")
+            await self._refuse_frame(
+                "frame_too_large", f"Frames are at most {MAX_CLIENT_FRAME} bytes."
+            )
             return
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: nested too deep
-            await self._invalid("invalid_json", "Frames are JSON objects.")
+            await self._refuse_frame("invalid_json", "Frames are JSON objects.")
             return
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "ping":
@@ -432,27 +428,28 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
         elif kind == "resume":
             await self._resume(data)
         else:
-            await self._invalid("unknown_type", "Known frame types: ping, pong, resume.")
+            await self._refuse_frame("unknown_type", "Known frame types: ping, pong, resume.")
 
     async def _resume(self, data: dict) -> None:
         try:
             after = handshake.parse_sequence(data.get("last_sequence"))
         except handshake.HandshakeError as exc:
-            await self._invalid("invalid_sequence", exc.reason)
+            await self._refuse_frame("invalid_sequence", exc.reason)
             return
         if self._resumed:
-            await self._invalid("already_resumed", "Resume once, as the first message.")
+            await self._refuse_frame("already_resumed", "Resume once, as the first message.")
             return
         self._resumed = True
-        if self._live_events_sent or self._holding is not None:
-            # Newer events already went out; replaying older ones after them would break the
-            # order the client relies on. Start over from a fresh state instead.
-            self._reply(frames.resync_frame(reason="resume_too_late", last_sequence=self._cursor))
+        if self._live_events_sent or self._held_live_events is not None:
+            # Older events replayed after newer ones would break the client's order.
+            self._reply(
+                frames.resync_frame(reason="resume_too_late", last_sequence=self._last_sequence)
+            )
             return
-        self._holding = []
+        self._held_live_events = []
         await self._catch_up(after, first=False)
 
-    async def _invalid(self, code: str, message: str) -> None:
+    async def _refuse_frame(self, code: str, message: str) -> None:
         self._invalid_frames += 1
         if self._invalid_frames > MAX_INVALID_FRAMES:
             await self._shutdown(CloseCode.POLICY, "too_many_invalid_frames")
@@ -464,21 +461,20 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
 
     def _reply_text(self, text: str) -> None:
         if self._queue.qsize() >= self._queue_limit:
-            self._spawn(self._shutdown(CloseCode.TOO_SLOW, "too_slow"))
+            self._start_task(self._shutdown(CloseCode.TOO_SLOW, "too_slow"))
             return
-        self._put(text)
+        self._enqueue(text)
 
     # --- closing -------------------------------------------------------------------------
-    def _spawn(self, coroutine) -> None:
-        task = asyncio.create_task(coroutine)
-        self._tasks.append(task)
+    def _start_task(self, coroutine) -> None:
+        self._background_tasks.append(asyncio.create_task(coroutine))
 
     async def _shutdown(self, code: int, reason: str) -> None:
-        """Leave the group, stop writing and close. The close itself may wait for a client that
-        does not read; it runs in its own task so nothing else waits with it."""
+        """Leave the group, stop writing and close (callers that must not wait for a client that
+        does not read run it as its own task)."""
         if self._closing:
             return
-        self._stop()
+        self._stop_tasks()
         await self._leave_group()
         if code == CloseCode.TOO_SLOW:
             logger.info("closing a socket that does not keep up", extra={"user_id": self.user.id})
@@ -488,28 +484,28 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             logger.debug("closing a socket failed", exc_info=True)
 
     async def _leave_group(self) -> None:
-        _watch().discard(self)
+        _missed_event_check().forget(self)
         if self.group is not None:
             group, self.group = self.group, None
             try:
-                async with _group_slot():
+                async with _group_operation():
                     await self.channel_layer.group_discard(group, self.channel_name)
             except Exception:  # the membership expires by itself; nothing else to undo
                 logger.warning("leaving a channel-layer group failed", exc_info=True)
             WEBSOCKET_CONNECTIONS.dec()
 
-    def _stop(self) -> None:
+    def _stop_tasks(self) -> None:
         """Mark the socket closing and stop its timer and tasks (except the calling one)."""
         self._closing = True
         if self._expiry_handle is not None:
             self._expiry_handle.cancel()
         current = asyncio.current_task()
-        for task in self._tasks:
+        for task in self._background_tasks:
             if task is not current:
                 task.cancel()
 
     async def websocket_disconnect(self, message):
-        self._stop()
+        self._stop_tasks()
         await self._leave_group()
         raise StopConsumer()
 

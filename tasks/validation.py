@@ -13,22 +13,23 @@ from zoneinfo import ZoneInfo
 
 from django.utils import timezone as dj_timezone
 
-from recurrence.rules import (
-    FREQUENCIES,
-    WEEKDAYS,
-    RecurrenceError,
-    Rule,
-    parse_rule,
-    rule_to_text,
-)
 from tasks.errors import TaskValidationError
 from tasks.models import (
+    DEFAULT_TIMEZONE,
     DESCRIPTION_MAX_LENGTH,
     MAX_TAGS,
     RECURRENCE_MAX_LENGTH,
     TAG_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     Priority,
+)
+from tasks.recurrence_rules import (
+    FREQUENCIES,
+    WEEKDAYS,
+    RecurrenceError,
+    Rule,
+    parse_rule,
+    rule_to_text,
 )
 
 MAX_REMINDER_OFFSET = timedelta(weeks=52)
@@ -160,7 +161,7 @@ _ISO_DATE = re.compile(DATE_PATTERN)
 _ISO_DATETIME = re.compile(DATETIME_PATTERN)
 ANY_DATE_PATTERN = f"^({_UNTIL_YEAR}-{_MONTH_DAY}|{_UNTIL_LEAP_YEAR}-02-29)$"
 _ANY_DATE = re.compile(ANY_DATE_PATTERN)
-_DICT_FREQUENCIES = ("none", *FREQUENCIES)
+RULE_FREQUENCIES = ("none", *FREQUENCIES)
 
 
 def parse_when(text: str) -> datetime | date | None:
@@ -264,7 +265,7 @@ def clean_tags(value: object) -> list[str]:
 
 def clean_timezone(value: object) -> str:
     if value is None or value == "":
-        return "UTC"
+        return DEFAULT_TIMEZONE
     if not isinstance(value, str):
         raise TaskValidationError(
             "Time zone must be an IANA name.", field="timezone", code="invalid_type"
@@ -365,8 +366,8 @@ def _check_recurrence_object(value: dict) -> None:
     spellings, which the schema cannot describe)."""
     freq, weekdays = value.get("freq"), value.get("weekdays")
     until, rrule = value.get("until"), value.get("rrule")
-    if freq is not None and freq not in _DICT_FREQUENCIES:
-        raise RecurrenceError(f"freq must be one of {', '.join(_DICT_FREQUENCIES)}")
+    if freq is not None and freq not in RULE_FREQUENCIES:
+        raise RecurrenceError(f"freq must be one of {', '.join(RULE_FREQUENCIES)}")
     if weekdays is not None and (
         not isinstance(weekdays, list) or any(day not in WEEKDAYS for day in weekdays)
     ):

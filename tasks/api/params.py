@@ -4,7 +4,7 @@ Hand-written rather than a DRF serializer per request: a serializer deep-copies 
 every instantiation, which cost more than the database query on the hot list path. The
 serializer in ``serializers.TaskListQuerySerializer`` still documents the parameters for the
 OpenAPI schema; the parameter names are read from it once, both take their choices and bounds
-from the same constants in ``tasks.selectors``, and the patterns the schema publishes are the
+from the same constants in ``tasks.models``, and the patterns the schema publishes are the
 ones checked here. ``parse_query`` holds the other lists' query strings to the same rules.
 """
 
@@ -26,17 +26,18 @@ from tasks.api.serializers import (
     TaskListQuerySerializer,
 )
 from tasks.errors import TaskValidationError
-from tasks.models import MAX_TAGS, TAG_MAX_LENGTH
-from tasks.selectors import (
+from tasks.models import (
     DEFAULT_LIMIT,
     DUE_WINDOWS,
     MAX_LIMIT,
     MAX_OFFSET,
-    MAX_QUERY_LENGTH,
-    ORDERINGS,
-    STATUSES,
-    TaskFilters,
+    MAX_TAGS,
+    SEARCH_MAX_LENGTH,
+    STATUS_FILTERS,
+    TAG_MATCH_MODES,
+    TAG_MAX_LENGTH,
 )
+from tasks.selectors import ORDERINGS, TaskFilters
 from tasks.validation import clean_timezone, parse_when
 
 LIST_PARAMETERS = frozenset(TaskListQuerySerializer().fields)
@@ -173,9 +174,9 @@ def _datetime(params: QueryDict, name: str, tz_name: str) -> datetime | None:
 def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
     reject_unknown(params, LIST_PARAMETERS, kind="parameter")
     q = _single(params, "q", allow_blank=True) or ""
-    if len(q) > MAX_QUERY_LENGTH:
+    if len(q) > SEARCH_MAX_LENGTH:
         raise _invalid(
-            "q", "max_length", f"Search text may have at most {MAX_QUERY_LENGTH} characters."
+            "q", "max_length", f"Search text may have at most {SEARCH_MAX_LENGTH} characters."
         )
     priorities = _many(params, "priority")
     tags = _many(params, "tags")
@@ -184,10 +185,10 @@ def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
     tz_name = clean_timezone(_single(params, "timezone"))
     filters = TaskFilters(
         q=q.strip(),
-        status=_choice(params, "status", STATUSES, "all"),
+        status=_choice(params, "status", STATUS_FILTERS, "all"),
         priorities=tuple(dict.fromkeys(priorities)),
         tags=tuple(tags),
-        tags_mode=_choice(params, "tags_mode", ("all", "any"), "all"),
+        tags_mode=_choice(params, "tags_mode", TAG_MATCH_MODES, "all"),
         due_before=_datetime(params, "due_before", tz_name),
         due_after=_datetime(params, "due_after", tz_name),
         due=_choice(params, "due", DUE_WINDOWS, None),

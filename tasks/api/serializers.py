@@ -9,30 +9,33 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from recurrence.rules import MAX_COUNT, MAX_INTERVAL, WEEKDAYS
 from tasks.models import (
-    DESCRIPTION_MAX_LENGTH,
-    MAX_TAGS,
-    RECURRENCE_MAX_LENGTH,
-    TAG_MAX_LENGTH,
-    TITLE_MAX_LENGTH,
-    Priority,
-)
-from tasks.selectors import (
     DEFAULT_LIMIT,
+    DEFAULT_TIMEZONE,
+    DESCRIPTION_MAX_LENGTH,
     DUE_WINDOWS,
     MAX_LIMIT,
     MAX_OFFSET,
-    MAX_QUERY_LENGTH,
-    ORDERINGS,
-    STATUSES,
+    MAX_TAGS,
+    PRIORITY_LABELS,
+    RECURRENCE_MAX_LENGTH,
+    SEARCH_MAX_LENGTH,
+    STATUS_FILTERS,
+    TAG_MATCH_MODES,
+    TAG_MAX_LENGTH,
+    TIMEZONE_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    WHEN_TEXT_MAX_LENGTH,
 )
+from tasks.recurrence_rules import MAX_COUNT, MAX_INTERVAL, WEEKDAYS
+from tasks.selectors import ORDERINGS
 from tasks.validation import (
     ANY_DATE_PATTERN,
     DUE_PATTERN,
     RECURRENCE_TEXT_PATTERN,
     REMINDER_PATTERN,
     RRULE_PATTERN,
+    RULE_FREQUENCIES,
     TIME_ZONES,
     WHEN_TEXT,
     spell_blanks,
@@ -117,7 +120,7 @@ class TagField(StrictCharField):
     {
         "type": "string",
         "nullable": True,
-        "maxLength": 64,
+        "maxLength": WHEN_TEXT_MAX_LENGTH,
         "pattern": DUE_PATTERN,
         "description": "ISO 8601: `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` (`T` or a "
         "space) with `Z`, `+HH:MM`, `+HHMM`, `+HH` or no offset; years 1900-9000. A time "
@@ -130,7 +133,7 @@ class DateTimeText(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("allow_blank", True)
-        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("max_length", WHEN_TEXT_MAX_LENGTH)
         super().__init__(**kwargs)
 
 
@@ -138,7 +141,7 @@ class DateTimeText(StrictCharField):
     {
         "type": "string",
         "nullable": True,
-        "maxLength": 64,
+        "maxLength": WHEN_TEXT_MAX_LENGTH,
         "pattern": REMINDER_PATTERN,
         "description": "Before the due date (`30m`, `1h`, `2d`, `1w`; minutes, hours, days or "
         "weeks, at most 52 weeks) or an absolute time written as `due_date` is. Empty, `none` "
@@ -150,7 +153,7 @@ class ReminderText(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("allow_blank", True)
-        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("max_length", WHEN_TEXT_MAX_LENGTH)
         super().__init__(**kwargs)
 
 
@@ -170,7 +173,7 @@ class ReminderText(StrictCharField):
                 "properties": {
                     "freq": {
                         "type": "string",
-                        "enum": ["none", "daily", "weekly", "monthly", "yearly"],
+                        "enum": list(RULE_FREQUENCIES),
                         "nullable": True,
                     },
                     "interval": {
@@ -231,7 +234,7 @@ class RecurrenceField(serializers.JSONField):
 )
 class TimeZoneField(StrictCharField):
     def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("max_length", TIMEZONE_MAX_LENGTH)
         super().__init__(**kwargs)
 
 
@@ -247,7 +250,7 @@ class StrictBooleanField(serializers.BooleanField):
 class TaskWriteSerializer(serializers.Serializer):
     title = TitleField()
     description = DescriptionField(required=False)
-    priority = serializers.ChoiceField(choices=Priority.labels_list(), required=False)
+    priority = serializers.ChoiceField(choices=PRIORITY_LABELS, required=False)
     tags = serializers.ListField(
         child=TagField(),
         max_length=MAX_TAGS,
@@ -279,7 +282,7 @@ class TaskSerializer(serializers.Serializer):
     description = serializers.CharField()
     completed = serializers.BooleanField()
     completed_at = serializers.DateTimeField(allow_null=True)
-    priority = serializers.ChoiceField(choices=Priority.labels_list())
+    priority = serializers.ChoiceField(choices=PRIORITY_LABELS)
     tags = serializers.ListField(child=serializers.CharField())
     due_date = serializers.DateTimeField(allow_null=True)
     reminder_time = serializers.CharField(
@@ -311,9 +314,9 @@ def _choices(values) -> str:
     return "(" + "|".join(values) + ")"
 
 
-MAX_PRIORITY_VALUES = 4
+MAX_PRIORITY_VALUES = len(PRIORITY_LABELS)
 MAX_ORDERING_TERMS = 4
-PRIORITY_LIST_PATTERN = _list_pattern(_choices(Priority.labels_list()))
+PRIORITY_LIST_PATTERN = _list_pattern(_choices(PRIORITY_LABELS))
 ORDERING_LIST_PATTERN = _list_pattern("-?" + _choices(ORDERINGS))
 # A tag in a filter: 1-TAG_MAX_LENGTH characters once trimmed, no comma (commas separate tags).
 TAG_LIST_PATTERN = _list_pattern(rf"[^\s,\x00]([^,\x00]{{0,{TAG_MAX_LENGTH - 2}}}[^\s,\x00])?")
@@ -366,7 +369,7 @@ class WhenField(StrictCharField):
 @extend_schema_field(
     {
         "type": "string",
-        "maxLength": MAX_QUERY_LENGTH,
+        "maxLength": SEARCH_MAX_LENGTH,
         "pattern": STORABLE_PATTERN,
         "description": "Search text; empty means no search.",
     }
@@ -380,14 +383,14 @@ class TaskListQuerySerializer(serializers.Serializer):
     parameter given with an empty value (``due_before=``) is a 400, except ``q``."""
 
     q = SearchTextField(required=False, allow_blank=True)
-    status = serializers.ChoiceField(choices=STATUSES, required=False, default="all")
+    status = serializers.ChoiceField(choices=STATUS_FILTERS, required=False, default="all")
     priority = PriorityListField(required=False)
     tags = TagListField(required=False)
-    tags_mode = serializers.ChoiceField(choices=["all", "any"], required=False, default="all")
+    tags_mode = serializers.ChoiceField(choices=TAG_MATCH_MODES, required=False, default="all")
     due_before = WhenField(required=False)
     due_after = WhenField(required=False)
     due = serializers.ChoiceField(choices=DUE_WINDOWS, required=False)
-    timezone = TimeZoneField(required=False, default="UTC")
+    timezone = TimeZoneField(required=False, default=DEFAULT_TIMEZONE)
     ordering = OrderingListField(required=False)
     limit = serializers.IntegerField(
         min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT

@@ -12,26 +12,34 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from typing_extensions import TypedDict
 
-from tasks import models
+from core.users import USER_ID_MAX_LENGTH
 from tasks.models import (
     DESCRIPTION_MAX_LENGTH,
+    DUE_WINDOWS,
+    MAX_LIMIT,
+    MAX_OFFSET,
     MAX_TAGS,
+    PRIORITY_LABELS,
     RECURRENCE_MAX_LENGTH,
+    SEARCH_MAX_LENGTH,
+    STATUS_FILTERS,
     TAG_MAX_LENGTH,
+    TIMEZONE_MAX_LENGTH,
     TITLE_MAX_LENGTH,
-    USER_ID_MAX_LENGTH,
+    WHEN_TEXT_MAX_LENGTH,
 )
-from tasks.selectors import MAX_LIMIT, MAX_OFFSET, MAX_QUERY_LENGTH
+from tasks.models import Status as TaskStatus
+from tasks.selectors import ORDERINGS
 
-TEXT_VALUE_MAX_LENGTH = 64  # dates, reminders, time zones
 MAX_TASK_ID = 2**63 - 1
 
-PRIORITIES = tuple(models.Priority.labels_list())
 # Phase III statuses first; ``complete``/``incomplete`` are accepted synonyms.
-LIST_STATUSES = ("all", "pending", "completed", "complete", "incomplete")
-STATUS_SYNONYMS = {"complete": "completed", "incomplete": "pending"}
-DUE_DATE_FILTERS = ("overdue", "today", "this_week", "this_month")
-SORT_FIELDS = ("created_at", "due_date", "priority", "status", "title")
+STATUS_SYNONYMS = {"complete": TaskStatus.COMPLETED.value, "incomplete": TaskStatus.PENDING.value}
+LIST_STATUSES = (*STATUS_FILTERS, *STATUS_SYNONYMS)
+# Phase III's windows: "none" (no due date) is a REST filter only.
+DUE_DATE_FILTERS = tuple(window for window in DUE_WINDOWS if window != "none")
+# Relevance is what a search sorts by without sort_by; updated_at is a REST ordering only.
+SORT_FIELDS = tuple(sorted(set(ORDERINGS) - {"relevance", "updated_at"}))
 SORT_ORDERS = ("asc", "desc")
 
 
@@ -44,7 +52,7 @@ def _choice(values: tuple[str, ...]):
     return Annotated[Literal[values], BeforeValidator(_folded)]  # type: ignore[valid-type]
 
 
-_Text = Annotated[str, Field(max_length=TEXT_VALUE_MAX_LENGTH)]
+_WhenText = Annotated[str, Field(max_length=WHEN_TEXT_MAX_LENGTH)]
 
 
 def _no_nul(value: str) -> str:
@@ -86,7 +94,7 @@ Description = Annotated[
     Field(description="Details. In update_task an empty string removes the description."),
 ]
 Priority = Annotated[
-    _choice(PRIORITIES) | None,
+    _choice(PRIORITY_LABELS) | None,
     Field(description="low, medium (the default for a new task), high or urgent."),
 ]
 Tags = Annotated[
@@ -99,7 +107,7 @@ Tags = Annotated[
     ),
 ]
 DueDate = Annotated[
-    Annotated[_Text, Field(json_schema_extra={"format": "date-time"})] | None,
+    Annotated[_WhenText, Field(json_schema_extra={"format": "date-time"})] | None,
     Field(
         description="ISO 8601, e.g. 2026-12-01T09:00:00Z. A time without an offset is wall-clock "
         "time in the task's time zone; a bare date (2026-12-01) means the end of that day. "
@@ -115,14 +123,14 @@ RecurrencePattern = Annotated[
     ),
 ]
 ReminderTime = Annotated[
-    _Text | None,
+    _WhenText | None,
     Field(
         description="When to remind: before the due date as 30m, 1h, 2d or 1w, or an absolute "
         "ISO 8601 time. In update_task an empty string removes the reminder."
     ),
 ]
 TimeZone = Annotated[
-    _Text | None,
+    Annotated[str, Field(max_length=TIMEZONE_MAX_LENGTH)] | None,
     Field(
         description="IANA time zone such as Europe/Paris (default UTC): how times without an "
         "offset are read, and where 'today' and 'this week' are."
@@ -133,13 +141,15 @@ Status = Annotated[
     Field(description="all (default), pending or completed; incomplete/complete also work."),
 ]
 Search = Annotated[
-    Annotated[str, Field(max_length=MAX_QUERY_LENGTH), _NoNul] | None,
+    Annotated[str, Field(max_length=SEARCH_MAX_LENGTH), _NoNul] | None,
     Field(
         description="Words to find in title, description and tags (web-search syntax: quotes, "
         "or, -word); the last word also matches as a prefix."
     ),
 ]
-PriorityFilter = Annotated[_choice(PRIORITIES) | None, Field(description="Only this priority.")]
+PriorityFilter = Annotated[
+    _choice(PRIORITY_LABELS) | None, Field(description="Only this priority.")
+]
 TagsFilter = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=TAG_MAX_LENGTH), _NoNul]] | None,
     Field(max_length=MAX_TAGS, description="Only tasks that have all these tags (any case)."),
@@ -175,7 +185,7 @@ class TaskData(TypedDict):
     description: str
     completed: bool
     completed_at: str | None
-    priority: Literal["low", "medium", "high", "urgent"]
+    priority: Literal[PRIORITY_LABELS]  # type: ignore[valid-type]
     tags: list[str]
     due_date: str | None
     reminder_time: str | None
