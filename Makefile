@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Benchmarks, the load test and the fault run are commands of the bench app (not in the wheel),
+# which only bench.settings installs; the servers they start get the product's settings.
+BENCH := DJANGO_SETTINGS_MODULE=bench.settings $(PY) manage.py
 
-.PHONY: install run test lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults bench-schema clean
+.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults bench-schema clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +29,14 @@ test: install  ## the whole suite against a real PostgreSQL (embedded unless DAT
 	bash realtime/tests/ensure_browser.sh
 	$(PY) -m pytest -q
 
-lint: install
+test-fast: install  ## unit and database tests in under a minute: no server, browser, process or fuzzer (conftest.py marks those slow)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install  ## ruff, the layer contracts (.importlinter), and mypy with django-stubs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -37,35 +45,35 @@ format: install
 bench: bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults  ## every benchmark; writes docs/performance.md
 
 bench-queries: install
-	$(PY) manage.py bench_queries
+	$(BENCH) bench_queries
 
 bench-events: install  ## service -> outbox -> relay -> consumer, embedded and through Dapr
 	$(PY) manage.py migrate --verbosity 0
-	$(PY) manage.py bench_events --write
-	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 40000 --writers 1 --per-transaction 50
-	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 300000 --writers 1 --per-transaction 50 --rate 5000
-	$(PY) manage.py bench_events --write --mode embedded --source outbox --events 40000 --writers 2 --per-transaction 25
+	$(BENCH) bench_events --write
+	$(BENCH) bench_events --write --mode embedded --source outbox --events 40000 --writers 1 --per-transaction 50
+	$(BENCH) bench_events --write --mode embedded --source outbox --events 300000 --writers 1 --per-transaction 50 --rate 5000
+	$(BENCH) bench_events --write --mode embedded --source outbox --events 40000 --writers 2 --per-transaction 25
 
 bench-realtime: install
-	$(PY) manage.py bench_realtime
+	$(BENCH) bench_realtime
 
 bench-mcp: install
-	$(PY) manage.py bench_mcp
+	$(BENCH) bench_mcp
 
 bench-reminders: install
-	$(PY) manage.py bench_reminders
+	$(BENCH) bench_reminders
 
 bench-recurrence: install
-	$(PY) manage.py bench_recurrence
+	$(BENCH) bench_recurrence
 
 bench-load: install  ## 1,000 users with a WebSocket each, 60 s: error rate, p95, nothing lost
-	$(PY) manage.py loadtest
+	$(BENCH) loadtest
 
 bench-faults: install  ## kill -9 every worker and the server, restart PostgreSQL and Redis; invariants
-	$(PY) manage.py fault_check
+	$(BENCH) fault_check
 
 bench-schema: install  ## schemathesis, every check, 150 examples per API operation (make test runs 25)
 	HOSTILE_SCHEMA_EXAMPLES=150 $(PY) -m pytest -q tasks/tests/test_schema_fuzz.py
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

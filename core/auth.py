@@ -18,6 +18,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
+from core.users import USER_ID_MAX_LENGTH
+
 _HMAC = {"HS256", "HS384", "HS512"}
 # Control characters (C0, DEL, C1) and lone surrogates: no user id, and unstorable or unprintable.
 _NOT_IN_A_USER_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -106,7 +108,7 @@ def verify_token(token: str) -> TokenUser:
     if (
         not isinstance(subject, str)
         or not subject
-        or len(subject) > 128
+        or len(subject) > USER_ID_MAX_LENGTH
         or _NOT_IN_A_USER_ID.search(subject)
     ):
         raise AuthError("invalid_token", "Token subject must be a user id.")

@@ -45,7 +45,7 @@ class Consumer:
     max_attempts: int | None = None
     in_process: bool = True
     dead_letter_topic: str | None = None
-    # Its handlers write through services that take users' locks (see ``tasks.locking``); a
+    # Its handlers write through services that take users' locks (see ``core.locking``); a
     # batch then takes them all first, in one order. False for consumers that only read
     # events or write rows no user's lock guards, so they never hold writers up.
     writes_for_users: bool = True

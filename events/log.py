@@ -1,29 +1,20 @@
 """The embedded log: consumers read the outbox itself, with a snapshot as their cursor.
 
-A row of the outbox is in the log once the transaction that wrote it has committed. Ids and
-times are taken before the commit, so a row with a smaller id can commit after one with a
-larger id, and a cursor on either would step past it. Here a consumer's cursor is a transaction
-snapshot (``pg_current_snapshot()``): every row whose writing transaction that snapshot sees as
-committed has been read. The next read takes the rows whose transaction the cursor's snapshot
-did not see (an id at or after its ``xmax``, or one of its ``xip``, in progress then) and that
-have committed now, and the snapshot of that read becomes the cursor. A transaction that takes
-long to commit is read when it has committed: it neither holds back the rows behind it nor is
-ever skipped.
-
-Within a read, rows go in ``(log_key, id)`` order, which keeps each user's events in sequence
-order (``OutboxEvent``). When more rows are new than one batch holds, the read is a span: its
-snapshot is kept in the cursor with the last ``(log_key, id)`` read, and the next batches go on
-from there within that snapshot until the span is read; then its snapshot becomes the cursor.
-
-The snapshot a read keeps counts the reading transaction itself as in progress: the events the
-consumer's handler records in that transaction are new to the next read, and a read never takes
-rows its own transaction has not committed.
+A row is in the log once the transaction that wrote it has committed. A consumer's cursor is a
+transaction snapshot (``pg_current_snapshot()``): every row whose writing transaction it sees as
+committed has been read. A read takes the rows whose transaction the cursor did not see and that
+have committed now, in ``(log_key, id)`` order (each user's events in sequence order), and its
+own snapshot, with the reading transaction counted as in progress, becomes the cursor. A read
+of more rows than a batch holds is a span: its snapshot and the last ``(log_key, id)`` read stay
+in the cursor until the span is read. Why a snapshot and not an id:
+``docs/decisions/embedded-log-read-by-snapshot.md``.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from events import topics as topic_names
 
@@ -31,14 +22,9 @@ from events import topics as topic_names
 EVERYTHING_UNREAD = "1:1:"
 _LARGEST_ID = 2**63 - 1
 
-# Lock the cursor, take this statement's snapshot (and this transaction's id, which the lock
-# has just given it, or had before), and read the rows after the cursor as the caller last knew
-# it (``CursorState``); if the locked row is not that state, the caller reads again with it.
-# ``log_key >= after_key`` repeats what the row comparison says, for the planner: it bounds the
-# index scan by it. With the row comparison alone, it costs the ordered scan at the whole index
-# and, as the newest keys are past the table's statistics, expects a couple of rows: it then
-# takes every row after the cursor and sorts them, for each batch, and a consumer catching up
-# on a long backlog slowed down in proportion to it.
+# Lock the cursor, take the read's snapshot and transaction id, and read the rows after the
+# cursor the caller expects. ``log_key >= after_key`` repeats the row comparison so that the
+# planner bounds the index scan by it (docs/decisions/embedded-log-read-by-snapshot.md).
 _READ = """
 WITH reader AS MATERIALIZED (
     SELECT xmin::text AS version, snapshot, span_snapshot, span_after_key, span_after_id
@@ -64,9 +50,7 @@ FROM reader AS r CROSS JOIN taken AS t LEFT JOIN LATERAL (
 ORDER BY log.log_key, log.id
 """
 
-# The cursor's snapshot comes in as a value: taken from the cursor row inside the statement,
-# it is unknown when the statement is planned, and the planner then reckons a third of the
-# outbox is unread and scans all of it.
+# The cursor's snapshot comes in as a value, so the planner knows how little is unread.
 _UNREAD = """
 SELECT count(*) FROM (
     SELECT 1 FROM events_outboxevent
@@ -130,12 +114,38 @@ class LogRow:
     envelope_json: str
 
 
+class _ReadRow(NamedTuple):
+    """A row of ``_READ``: the locked cursor, the read's snapshot and transaction id, and one
+    log row (all None when nothing is new)."""
+
+    version: str
+    snapshot: str
+    span_snapshot: str | None
+    span_after_key: int | None
+    span_after_id: int | None
+    read_snapshot: str
+    reader_xid: int | None
+    log_key: int | None
+    id: int | None
+    envelope_json: str | None
+
+    @property
+    def cursor(self) -> CursorState:
+        return CursorState(
+            self.version,
+            self.snapshot,
+            self.span_snapshot,
+            self.span_after_key,
+            self.span_after_id,
+        )
+
+
 @dataclass(frozen=True)
 class Batch:
     """One read: its rows, and what moving the cursor past them needs."""
 
     state: CursorState  # the cursor the read went on from
-    upto: str  # the snapshot the read reads up to
+    end_snapshot: str  # where the cursor moves once the read is done
     rows: list[LogRow]
 
     @property
@@ -152,40 +162,48 @@ def _for_topic(statement: str, topic: str) -> str:
 
 
 def read(
-    cursor, *, consumer: str, topic: str, limit: int, known: CursorState | None = None
+    cursor, *, consumer: str, topic: str, limit: int, expected: CursorState | None = None
 ) -> Batch:
     """Lock ``consumer``'s cursor until the transaction ends and read up to ``limit`` rows of
     ``topic`` after it. One process at a time reads a consumer's log; the others wait for the
     lock and then read from where it stopped.
 
-    ``known`` is the cursor as this process last left it: when the locked row is still that,
-    one round trip does it all. Otherwise (another process moved it, or nothing is known) a
+    ``expected`` is the cursor as this process last left it: when the locked row is still that,
+    one round trip does it all. Otherwise (another process moved it, or nothing is expected) a
     second statement reads from the row as it is: holding the lock, its snapshot sees the
     latest move. Raises ``CursorMissing``."""
     statement = _for_topic(_READ, topic)
-    found = _execute_read(cursor, statement, consumer, known, limit if known else 0)
-    if found[0][:5] != (known and astuple(known)):
-        found = _execute_read(cursor, statement, consumer, CursorState(*found[0][:5]), limit)
-    state = CursorState(*found[0][:5])
-    taken, own = found[0][5:7]
-    upto = state.span_snapshot or str(Snapshot.parse(taken).with_in_progress(own))
-    rows = [LogRow(log_key=r[7], id=r[8], envelope_json=r[9]) for r in found if r[8] is not None]
-    return Batch(state=state, upto=upto, rows=rows)
+    found = _execute_read(cursor, statement, consumer, expected, limit if expected else 0)
+    if found[0].cursor != expected:
+        found = _execute_read(cursor, statement, consumer, found[0].cursor, limit)
+    first = found[0]
+    state = first.cursor
+    end_snapshot = state.span_snapshot or str(
+        Snapshot.parse(first.read_snapshot).with_in_progress(first.reader_xid)
+    )
+    rows = [
+        LogRow(log_key=row.log_key, id=row.id, envelope_json=row.envelope_json)
+        for row in found
+        if row.log_key is not None and row.id is not None and row.envelope_json is not None
+    ]
+    return Batch(state=state, end_snapshot=end_snapshot, rows=rows)
 
 
-def _execute_read(cursor, statement: str, consumer: str, known, limit: int) -> list[tuple]:
+def _execute_read(
+    cursor, statement: str, consumer: str, expected: CursorState | None, limit: int
+) -> list[_ReadRow]:
     params = {"consumer": consumer, "limit": limit}
-    seen = Snapshot.parse(known.snapshot if known else EVERYTHING_UNREAD)
+    seen = Snapshot.parse(expected.snapshot if expected else EVERYTHING_UNREAD)
     params.update(seen_xmax=seen.xmax, seen_xip=list(seen.xip))
-    if known and known.span_snapshot is not None:
-        upto = Snapshot.parse(known.span_snapshot)
-        params.update(after_key=known.span_after_key, after_id=known.span_after_id)
-        params.update(upto_xmin=upto.xmin, upto_xmax=upto.xmax, upto_xip=list(upto.xip))
+    if expected and expected.span_snapshot is not None:
+        span_end = Snapshot.parse(expected.span_snapshot)
+        params.update(after_key=expected.span_after_key, after_id=expected.span_after_id)
+        params.update(upto_xmin=span_end.xmin, upto_xmax=span_end.xmax, upto_xip=list(span_end.xip))
     else:
         params.update(after_key=seen.first_new_key - 1, after_id=_LARGEST_ID)
         params.update(upto_xmin=None, upto_xmax=None, upto_xip=[])
     cursor.execute(statement, params)
-    found = cursor.fetchall()
+    found = [_ReadRow._make(row) for row in cursor.fetchall()]
     if not found:
         raise CursorMissing(f"{consumer} has no cursor")
     return found
@@ -201,10 +219,16 @@ def advance(
         # The read reached the end of its snapshot, which is now read.
         if not batch.rows and not batch.in_span:
             return batch.state
-        moved = CursorState(version="", snapshot=batch.upto)
+        moved = CursorState(version="", snapshot=batch.end_snapshot)
     else:
         last = batch.rows[-1]
-        moved = CursorState("", batch.state.snapshot, batch.upto, last.log_key, last.id)
+        moved = CursorState(
+            version="",
+            snapshot=batch.state.snapshot,
+            span_snapshot=batch.end_snapshot,
+            span_after_key=last.log_key,
+            span_after_id=last.id,
+        )
     cursor.execute(
         f"""
         UPDATE events_consumercursor
@@ -213,10 +237,17 @@ def advance(
         WHERE consumer = %s {"AND xmin::text = %s" if check else ""}
         RETURNING xmin::text
         """,  # noqa: S608
-        [*astuple(moved)[1:], consumer, *([batch.state.version] if check else [])],
+        [
+            moved.snapshot,
+            moved.span_snapshot,
+            moved.span_after_key,
+            moved.span_after_id,
+            consumer,
+            *([batch.state.version] if check else []),
+        ],
     )
-    row = cursor.fetchone()
-    return replace(moved, version=row[0]) if row else None
+    moved_row = cursor.fetchone()
+    return replace(moved, version=moved_row[0]) if moved_row else None
 
 
 def cursor_create(cursor, *, consumer: str, at_now: bool = False) -> None:
@@ -234,10 +265,11 @@ def unread_count(cursor, *, consumer: str, topic: str, cap: int = 10_000) -> int
     """How many rows of ``topic`` ``consumer`` has not read, counted up to ``cap`` (the lag
     metric's alert fires at a tenth of it)."""
     cursor.execute("SELECT snapshot FROM events_consumercursor WHERE consumer = %s", [consumer])
-    row = cursor.fetchone()
-    seen = Snapshot.parse(row[0] if row else EVERYTHING_UNREAD)
+    cursor_row = cursor.fetchone()
+    seen = Snapshot.parse(cursor_row[0] if cursor_row else EVERYTHING_UNREAD)
     cursor.execute(
         _for_topic(_UNREAD, topic),
         {"first_new_key": seen.first_new_key, "seen": str(seen), "cap": cap},
     )
-    return cursor.fetchone()[0]
+    (unread,) = cursor.fetchone()
+    return unread

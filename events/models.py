@@ -8,7 +8,6 @@
 - ``ConsumerCursor``: how far each embedded consumer has read the log, as a snapshot.
 - ``ProcessedEvent``: ``(consumer, event_id)`` written with the consumer's effect (idempotency).
 - ``DeadLetter``: messages a consumer could not handle, with the error, until replayed.
-- ``TaskHistory``: the audit consumer's record of each task's events.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from core.users import USER_ID_MAX_LENGTH
 from events import log, topics
-from tasks.models import USER_ID_MAX_LENGTH
 
 NAME_MAX_LENGTH = 64
 
@@ -88,13 +87,8 @@ class OutboxPending(models.Model):
     """An outbox row the relay has not published, by id: written with the row when the relay
     publishes to a broker (``events.conf.relay_publishes``), deleted when the relay has
     published it (a refused row stays). The embedded mode queues nothing: there, the row is in
-    the log when it commits.
-
-    The relay's claim reads this small table in id order. An index of unsent rows on the outbox
-    itself kept, in front of the unsent entries, one entry for every row sent since the big
-    table was last vacuumed (a vacuum comes after a fifth of it has changed): every claim walked
-    them all, 8 ms and more per pass once a few million rows had gone through. This table is
-    vacuumed after every thousand deletions (migration ``0002``), which costs little at its size.
+    the log when it commits. A small table vacuumed often, so that a claim does not walk the
+    entries of sent rows (``docs/decisions/relay-queue-table.md``).
     """
 
     id = models.BigIntegerField(primary_key=True, help_text="The OutboxEvent id.")
@@ -171,25 +165,3 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.event_type or 'invalid message'} {self.event_id or ''}"
-
-
-class TaskHistory(models.Model):
-    user_id = models.CharField(max_length=USER_ID_MAX_LENGTH)
-    task_id = models.BigIntegerField()
-    event_id = models.UUIDField(unique=True)
-    event_type = models.CharField(max_length=NAME_MAX_LENGTH)
-    sequence = models.BigIntegerField()
-    occurred_at = models.DateTimeField()
-    changed_fields = ArrayField(models.CharField(max_length=NAME_MAX_LENGTH), default=list)
-    previous = models.JSONField(default=dict)
-    task_data = models.JSONField()
-    recorded_at = models.DateTimeField(db_default=Now())
-
-    class Meta:
-        verbose_name_plural = "task history"
-        indexes = [
-            models.Index(fields=["user_id", "task_id", "sequence"], name="task_history_task_idx")
-        ]
-
-    def __str__(self) -> str:
-        return f"task {self.task_id}: {self.event_type} #{self.sequence}"

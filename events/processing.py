@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
+from core.locking import lock_users
 from core.logging import log_context
 from events import conf, metrics
 from events.consumers import Consumer
 from events.schemas import Envelope
 from events.services import dead_letter_record, processed_event_claim
-from tasks.locking import lock_users
 
 logger = logging.getLogger(__name__)
 

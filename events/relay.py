@@ -33,9 +33,8 @@ logger = logging.getLogger(__name__)
 LOCK_NOT_AVAILABLE = "55P03"
 
 
-# Lock the first ids of the queue of unsent rows, and read those rows. The rows are looked up by
-# an array of the ids, not by a join: planning a join of the two tables probes the ends of the
-# queue's index, where the entries of rows published since the queue's last vacuum lie (2 ms).
+# Lock the first ids of the queue and read those rows, by an array of the ids: a join's plan
+# probes the queue index's ends, where the dead entries lie (docs/decisions/relay-queue-table.md).
 _CLAIM = """
 WITH claimed AS (
     SELECT id FROM events_outboxpending ORDER BY id LIMIT %s FOR UPDATE {wait}
@@ -54,17 +53,18 @@ def _claim(cursor, batch_size: int, *, envelopes: bool, skip_locked: bool) -> li
 
 
 def _outbox_rows(rows) -> list[OutboxRow]:
+    """``_CLAIM``'s rows, whose columns are ``OutboxRow``'s fields in order."""
     return [
         OutboxRow(
-            id=row[0],
-            event_id=row[1],
-            event_type=row[2],
-            user_id=row[3],
-            sequence=row[4],
-            topics=tuple(row[5]),
-            envelope_json=row[6],
+            id=id_,
+            event_id=event_id,
+            event_type=event_type,
+            user_id=user_id,
+            sequence=sequence,
+            topics=tuple(topics),
+            envelope_json=envelope_json,
         )
-        for row in rows
+        for id_, event_id, event_type, user_id, sequence, topics, envelope_json in rows
     ]
 
 

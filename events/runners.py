@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from contextlib import asynccontextmanager
+from typing import cast
 
 from django.db import DatabaseError, connection, transaction
 
@@ -62,19 +63,14 @@ class EmbeddedConsumerRunner:
 
     def _read(self, cursor, limit: int) -> log.Batch:
         """The consumer's cursor, locked until the transaction ends, and up to ``limit`` rows
-        after it (``events.log.read``).
-
-        The transaction waits for the disk like any other: its effects can be seen outside
-        the database as soon as it commits (the frames the realtime consumer sends after
-        commit, the events a consumer records, which sockets receive), so a crash must not
-        lose it. A lost commit would be applied again with new events under the same
-        sequence numbers, which clients that saw the first ones would never receive."""
+        after it (``events.log.read``). The commit waits for the disk: its effects are seen
+        outside the database at once (frames, recorded events), so a crash must not lose it."""
         return log.read(
             cursor,
             consumer=self.consumer.name,
             topic=self.consumer.topic,
             limit=limit,
-            known=self._cursor,
+            expected=self._cursor,
         )
 
     def _advance(self, cursor, batch: log.Batch, limit: int, *, check: bool = False) -> bool:
@@ -326,11 +322,11 @@ class DaprConsumerRunner:
                     answers[index] = "success"
                 self.handled += len(valid)
                 self._db_delay = conf.get("EVENTS_RETRY_INITIAL_SECONDS")
-                return answers
+                return cast("list[str]", answers)  # every message has its answer now
         for index, envelope in valid:
             attempts_made = 1 if envelope.event_id == failed_event_id else 0
             answers[index] = self._deliver(messages[index], envelope, attempts_made=attempts_made)
-        return answers
+        return cast("list[str]", answers)
 
     def _deliver(self, message, envelope, *, attempts_made: int = 0) -> str:
         try:

@@ -1,13 +1,15 @@
-"""Event envelopes: one versioned Pydantic model per event type.
+"""Event envelopes and the registry of event types.
 
 Every event has the same envelope (``event_id``, ``event_type``, ``schema_version``, ``user_id``,
 ``timestamp``, ``sequence``, ``payload``); the payload's model depends on the type. An envelope is
 validated when it is recorded (an invalid one never reaches the outbox) and again when a consumer
-receives it (an invalid one is dead-lettered). ``docs/events/`` holds the JSON Schema of each type,
-generated from these models by ``manage.py export_event_schemas``.
+receives it (an invalid one is dead-lettered). Each app declares its own types (an ``Envelope``
+subclass that pins ``event_type`` and the payload model) in its ``event_types.py`` and registers
+them with ``register_event_type`` from its ``AppConfig.ready``. ``docs/events/`` holds the JSON
+Schema of each type, generated from the registry by ``manage.py export_event_schemas``.
 
-Compatibility rules within one ``schema_version``: fields are only ever added to ``task_data``
-(consumers ignore fields they do not know); anything else is a new version.
+Compatibility rules within one ``schema_version``: fields are only ever added where a payload
+allows unknown fields (consumers ignore what they do not know); anything else is a new version.
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ from pydantic import (
     PositiveInt,
     TypeAdapter,
     ValidationError,
-    model_validator,
 )
 
+from core.users import USER_ID_MAX_LENGTH
 from events import topics as topic_names
-from tasks.models import USER_ID_MAX_LENGTH
 
 SCHEMA_VERSION = 1
 
@@ -42,7 +43,7 @@ SCHEMA_VERSION = 1
 def new_event_id() -> uuid.UUID:
     """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random bits.
 
-    Event ids are keys of three unique indexes (outbox, processed events, task history). Random
+    Event ids are keys of unique indexes (the outbox, processed events, consumers' records). Random
     (version 4) ids land on random leaf pages of each, so every insert touches a page of its own;
     ids that grow with time land on the right edge, a few pages kept in memory."""
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
@@ -59,80 +60,13 @@ def _to_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A frozen model that refuses fields it does not declare."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskSnapshot(BaseModel):
-    """The task as REST shows it (``tasks.representation.task_to_dict``), after the change
-    (before it, for a delete). New fields may appear; consumers ignore what they don't know."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    id: PositiveInt
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(max_length=2000)
-    completed: bool
-    completed_at: UtcDatetime | None
-    priority: Literal["low", "medium", "high", "urgent"]
-    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(max_length=20)
-    due_date: UtcDatetime | None
-    reminder_time: str | None = Field(
-        description="Offset before due (`1h`, `2d`, `1w`) or an absolute RFC 3339 time."
-    )
-    remind_at: UtcDatetime | None
-    recurrence_pattern: str = Field(max_length=500)
-    series_id: uuid.UUID | None
-    series_index: int = Field(ge=0)
-    timezone: str = Field(min_length=1, max_length=64)
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
-    version: PositiveInt
-
-
-class TaskPayload(_Strict):
-    task_id: PositiveInt
-    task_data: TaskSnapshot
-
-    @model_validator(mode="after")
-    def _same_task(self):
-        if self.task_data.id != self.task_id:
-            raise ValueError("task_data.id must equal task_id")
-        return self
-
-
-class TaskChangePayload(TaskPayload):
-    changed_fields: list[str] = Field(
-        min_length=1, description="Representation names of the fields whose value changed."
-    )
-    previous: dict[str, Any] = Field(
-        description="The changed fields' values before the change, as REST showed them."
-    )
-
-    @model_validator(mode="after")
-    def _previous_matches(self):
-        if set(self.previous) - set(self.changed_fields):
-            raise ValueError("previous may only hold changed fields")
-        return self
-
-
-class TaskDeletedPayload(TaskPayload):
-    stop_series: bool = Field(description="The recurring series ends with this task.")
-
-
-class ReminderScheduledPayload(TaskPayload):
-    remind_at: UtcDatetime
-    previous_remind_at: UtcDatetime | None = Field(
-        default=None, description="Set when an existing reminder was moved."
-    )
-
-
-class ReminderTriggeredPayload(TaskPayload):
-    remind_at: UtcDatetime = Field(description="When the reminder was due.")
-    fired_at: UtcDatetime = Field(description="When it fired (later than remind_at if late).")
-
-
-class Envelope(_Strict):
+class Envelope(StrictModel):
     """Common fields of every event. Subclasses pin ``event_type`` and the payload model."""
 
     event_id: uuid.UUID = Field(description="Unique id; the CloudEvent id on the broker.")
@@ -144,41 +78,6 @@ class Envelope(_Strict):
         description="Per user: 1, 2, 3, ... in commit order, with no gaps."
     )
     payload: BaseModel
-
-
-class TaskCreated(Envelope):
-    event_type: Literal["task.created"]
-    payload: TaskPayload
-
-
-class TaskUpdated(Envelope):
-    event_type: Literal["task.updated"]
-    payload: TaskChangePayload
-
-
-class TaskCompleted(Envelope):
-    event_type: Literal["task.completed"]
-    payload: TaskChangePayload
-
-
-class TaskReopened(Envelope):
-    event_type: Literal["task.reopened"]
-    payload: TaskChangePayload
-
-
-class TaskDeleted(Envelope):
-    event_type: Literal["task.deleted"]
-    payload: TaskDeletedPayload
-
-
-class ReminderScheduled(Envelope):
-    event_type: Literal["reminder.scheduled"]
-    payload: ReminderScheduledPayload
-
-
-class ReminderTriggered(Envelope):
-    event_type: Literal["reminder.triggered"]
-    payload: ReminderTriggeredPayload
 
 
 @dataclass(frozen=True)
@@ -199,16 +98,15 @@ _EVENT_TYPES: dict[str, EventType] = {}
 def register_event_type(
     model: type[Envelope], *, topics: tuple[str, ...], description: str
 ) -> EventType:
-    """Add an event type (other apps add theirs in ``AppConfig.ready``)."""
+    """Add an event type (each app adds its own from ``AppConfig.ready``)."""
     annotation = model.model_fields["event_type"].annotation
-    names = getattr(annotation, "__args__", ())
-    if len(names) != 1 or not isinstance(names[0], str):
+    names: tuple[object, ...] = getattr(annotation, "__args__", ())
+    name = names[0] if len(names) == 1 else None
+    if not isinstance(name, str):
         raise TypeError(f"{model.__name__}.event_type must be a single Literal string")
     for topic in topics:
         topic_names.check_name(topic)
-    event_type = EventType(
-        name=names[0], model=model, topics=tuple(topics), description=description
-    )
+    event_type = EventType(name=name, model=model, topics=tuple(topics), description=description)
     existing = _EVENT_TYPES.get(event_type.name)
     if existing is not None and existing.model is not model:
         raise ValueError(f"Event type {event_type.name!r} is already registered")
@@ -238,7 +136,8 @@ def _adapter() -> TypeAdapter:
     pass, without building Python dicts first."""
     models = tuple(kind.model for kind in _EVENT_TYPES.values())
     union = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
-    return TypeAdapter(Annotated[union, Field(discriminator="event_type")])
+    keyed: Any = Annotated[union, Field(discriminator="event_type")]
+    return TypeAdapter(keyed)
 
 
 def parse_envelope(data: bytes | str | dict) -> Envelope:
@@ -313,43 +212,3 @@ def json_schema(event_type: EventType) -> dict:
         "x-topics": list(event_type.topics),
         **{key: value for key, value in schema.items() if key not in {"title", "description"}},
     }
-
-
-TASK_TOPICS = (topic_names.TASK_EVENTS, topic_names.TASK_UPDATES)
-# Reminder events also go to task-updates: a user's clients then see every sequence number
-# and can tell "missed" from "not for me".
-REMINDER_TOPICS = (topic_names.REMINDERS, topic_names.TASK_UPDATES)
-
-register_event_type(TaskCreated, topics=TASK_TOPICS, description="A task was created.")
-register_event_type(
-    TaskUpdated,
-    topics=TASK_TOPICS,
-    description="Fields of a task changed (not its completion); `changed_fields` says which.",
-)
-register_event_type(
-    TaskCompleted,
-    topics=TASK_TOPICS,
-    description="A task was marked done (other fields may have changed with it).",
-)
-register_event_type(
-    TaskReopened, topics=TASK_TOPICS, description="A completed task was marked not done."
-)
-register_event_type(
-    TaskDeleted,
-    topics=TASK_TOPICS,
-    description="A task was deleted; `task_data` is its last state.",
-)
-register_event_type(
-    ReminderScheduled,
-    topics=REMINDER_TOPICS,
-    description="A reminder was scheduled or moved for a task.",
-)
-register_event_type(
-    ReminderTriggered,
-    topics=REMINDER_TOPICS,
-    description="A task's reminder came due and fired.",
-)
-
-TASK_EVENT_TYPES = frozenset(
-    {"task.created", "task.updated", "task.completed", "task.reopened", "task.deleted"}
-)

@@ -1,28 +1,10 @@
-"""Reads of the event log and the task history, always scoped to one user."""
+"""Reads of the event log, always scoped to one user."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.models import OutboxEvent, TaskHistory, UserEventSequence
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    entries: list[TaskHistory]
-    total: int
-    limit: int
-    offset: int
-
-
-def task_history_for_user(*, user_id: str, task_id: int, limit: int, offset: int) -> HistoryPage:
-    qs = TaskHistory.objects.filter(user_id=user_id, task_id=task_id).order_by("sequence")
-    entries = list(qs[offset : offset + limit])
-    if len(entries) < limit and (entries or offset == 0):
-        total = offset + len(entries)
-    else:
-        total = qs.count()
-    return HistoryPage(entries=entries, total=total, limit=limit, offset=offset)
+from events.models import OutboxEvent, UserEventSequence
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 ``event_record`` is the only way into the outbox: it runs inside the transaction of the change it
 describes, takes the user's next sequence number and writes the validated envelope. Everything
-else here belongs to consumers: idempotency keys, dead letters and their replay, task history,
-and the retention sweep.
+else here belongs to consumers: idempotency keys, dead letters and their replay, and the
+retention sweep.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import orjson
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
+from core.users import USER_ID_MAX_LENGTH
 from events import conf, metrics, wakeup
-from events.models import DeadLetter
+from events.models import NAME_MAX_LENGTH, DeadLetter
 from events.schemas import (
     Envelope,
     InvalidEnvelope,
@@ -29,7 +29,6 @@ from events.schemas import (
     get_event_type,
     parse_envelope,
 )
-from tasks.signals import TaskChange
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +37,11 @@ class EventRecordingError(RuntimeError):
     """An event could not be recorded; the change it belongs to must not commit."""
 
 
-# One round trip for any number of events: take each user's next sequence numbers (the row lock
-# on the user's counter orders their events by commit; users are counted in one sorted order),
-# write the envelopes, numbered in the order given, with those numbers in them, and queue them
-# for the relay (events_outboxpending) when it publishes to a broker. Each row carries this
-# transaction's id and its log key, which keeps the user's keys from going down
-# (``OutboxEvent``). Everything travels as JSON, which PostgreSQL reads in C: as text[]
-# literals, each quote of the envelopes would be escaped in Python. %(topics)s maps each event
-# type to its topics.
+# One round trip for any number of events: take each user's next sequence numbers (counters
+# locked in one sorted order), write the envelopes numbered in the order given, with this
+# transaction's id and log key (``OutboxEvent``), and queue them when the relay publishes.
+# The envelopes travel as one JSON array, which PostgreSQL parses in C; %(topics)s maps each
+# event type to its topics.
 _RECORD = """
 WITH input AS (
     SELECT e.envelope, e.envelope->>'user_id' AS user_id, e.envelope->>'event_type' AS event_type,
@@ -160,18 +156,6 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
     return [draft.model_copy(update={"sequence": sequences[draft.event_id]}) for draft in drafts]
 
 
-def task_change_record(change: TaskChange) -> Envelope:
-    """Turn a ``tasks.signals.TaskChange`` into its event (called by the signal receiver)."""
-    snapshot = change.snapshot
-    payload: dict = {"task_id": snapshot["id"], "task_data": snapshot}
-    if change.action in {"updated", "completed", "reopened"}:
-        payload["changed_fields"] = list(change.changed_fields)
-        payload["previous"] = dict(change.previous)
-    elif change.action == "deleted":
-        payload["stop_series"] = bool(change.options.get("stop_series", False))
-    return event_record(event_type=f"task.{change.action}", user_id=change.user_id, payload=payload)
-
-
 # --- consumers -------------------------------------------------------------------------------
 
 
@@ -214,18 +198,18 @@ def dead_letter_record(
         "topic": topic,
         "event_type": envelope.event_type
         if envelope
-        else str((message or {}).get("event_type", ""))[:64],
-        "user_id": envelope.user_id if envelope else str((message or {}).get("user_id", ""))[:128],
+        else str((message or {}).get("event_type", ""))[:NAME_MAX_LENGTH],
+        "user_id": envelope.user_id
+        if envelope
+        else str((message or {}).get("user_id", ""))[:USER_ID_MAX_LENGTH],
         "envelope": data,
         "raw": raw if data is None else "",
         "error": error[:10_000],
     }
     now = timezone.now()
     with transaction.atomic():
-        letter = None
+        letter = _existing_letter(consumer, event_id)
         created = False
-        if event_id is not None:
-            letter = _existing_letter(consumer, event_id)
         if letter is None:
             try:
                 with transaction.atomic():
@@ -241,6 +225,8 @@ def dead_letter_record(
             except IntegrityError:
                 # Another process dead-lettered the same event a moment ago.
                 letter = _existing_letter(consumer, event_id)
+                if letter is None:
+                    raise
         if not created:
             for name, value in fields.items():
                 setattr(letter, name, value)
@@ -260,7 +246,9 @@ def dead_letter_record(
     return letter
 
 
-def _existing_letter(consumer: str, event_id: uuid.UUID) -> DeadLetter | None:
+def _existing_letter(consumer: str, event_id: uuid.UUID | None) -> DeadLetter | None:
+    if event_id is None:
+        return None
     return (
         DeadLetter.objects.select_for_update().filter(consumer=consumer, event_id=event_id).first()
     )
@@ -313,45 +301,6 @@ def dead_letter_replay(*, dead_letter_id: int) -> str:
         "replayed dead letter %s: %s", letter.pk, outcome, extra={"event_id": letter.event_id}
     )
     return outcome
-
-
-_INSERT_HISTORY = """
-INSERT INTO events_taskhistory
-    (user_id, task_id, event_id, event_type, sequence, occurred_at, changed_fields, previous,
-     task_data, recorded_at)
-SELECT r.user_id, r.task_id, r.event_id, r.event_type, r.sequence, r.occurred_at,
-       ARRAY(SELECT jsonb_array_elements_text(r.changed_fields)), r.previous, r.task_data, now()
-FROM jsonb_to_recordset(%s::jsonb) AS r(
-    user_id text, task_id bigint, event_id uuid, event_type text, sequence bigint,
-    occurred_at timestamptz, changed_fields jsonb, previous jsonb, task_data jsonb)
-"""
-
-
-_json_default = DjangoJSONEncoder().default  # what orjson does not encode by itself
-
-
-def task_history_record(*, envelopes: list[Envelope]) -> int:
-    """The audit consumer's effect: one history row per task event (one statement per batch)."""
-    if not envelopes:
-        return 0
-    rows = [
-        {
-            "user_id": envelope.user_id,
-            "task_id": envelope.payload.task_id,
-            "event_id": envelope.event_id,
-            "event_type": envelope.event_type,
-            "sequence": envelope.sequence,
-            "occurred_at": envelope.timestamp,
-            "changed_fields": list(getattr(envelope.payload, "changed_fields", [])),
-            "previous": dict(getattr(envelope.payload, "previous", {})),
-            # The snapshot as the envelope serialises it, spliced in as JSON text.
-            "task_data": orjson.Fragment(envelope.payload.task_data.model_dump_json()),
-        }
-        for envelope in envelopes
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_HISTORY, [orjson.dumps(rows, default=_json_default).decode()])
-    return len(rows)
 
 
 def events_expire(*, older_than: timedelta | None = None, chunk: int = 10_000) -> dict[str, int]:

@@ -76,7 +76,8 @@ def wake_readers_after_commit(using: str = DEFAULT_DB_ALIAS) -> None:
     """Register (once per transaction) a wake of the outbox's readers for when the transaction
     commits."""
     connection = connections[using]
-    if any(func is _announce_recorded for _, func, _ in connection.run_on_commit):
+    # Entries are (savepoint ids, function, robust); django-stubs 5.2 still types two items.
+    if any(entry[1] is _announce_recorded for entry in connection.run_on_commit):
         return
     transaction.on_commit(_announce_recorded, using=using)
 

@@ -16,13 +16,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.locking import lock_user
 from recurrence import selectors
 from recurrence.metrics import RECURRENCE_GENERATION
 from recurrence.models import StoppedSeries
-from recurrence.rules import RecurrenceError, next_occurrence, parse_rule
 from tasks.errors import TaskConflict
-from tasks.locking import lock_user
 from tasks.models import Task
+from tasks.recurrence_rules import RecurrenceError, next_occurrence, parse_rule
 from tasks.services import task_create
 from tasks.validation import MAX_REMINDER_OFFSET
 

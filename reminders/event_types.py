@@ -1,10 +1,10 @@
-"""Event types this app records, beside the ones ``events.schemas`` defines.
+"""The event types this app records.
 
-``reminder.scheduled`` and ``reminder.triggered`` are defined by ``events.schemas`` (task
-payloads: ``task_id``, ``task_data``, ``remind_at`` and ``previous_remind_at`` / ``fired_at``).
-This app adds ``reminder.cancelled`` (same topics: ``reminders`` and ``task-updates``) and the
-inbox events ``notification.created|read|dismissed`` (``task-updates``, so that every open client
-of the user sees the inbox change). They are registered in ``RemindersConfig.ready``.
+``reminder.scheduled|triggered|cancelled`` carry the task (``task_id``, ``task_data``) with
+``remind_at`` and ``previous_remind_at`` / ``fired_at`` / ``reason``; they go to ``reminders`` and
+``task-updates``. The inbox events ``notification.created|read|dismissed`` go to ``task-updates``,
+so that every open client of the user sees the inbox change. They are registered in
+``RemindersConfig.ready``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from events import topics
-from events.schemas import REMINDER_TOPICS, Envelope, TaskPayload, UtcDatetime
+from events.schemas import Envelope, UtcDatetime, register_event_type
+from tasks.event_types import TaskPayload
 
 REMINDER_SCHEDULED = "reminder.scheduled"
 REMINDER_CANCELLED = "reminder.cancelled"
@@ -23,7 +24,22 @@ NOTIFICATION_CREATED = "notification.created"
 NOTIFICATION_READ = "notification.read"
 NOTIFICATION_DISMISSED = "notification.dismissed"
 
+# Reminder events also go to task-updates: a user's clients then see every sequence number
+# and can tell "missed" from "not for me".
+REMINDER_TOPICS = (topics.REMINDERS, topics.TASK_UPDATES)
 NOTIFICATION_TOPICS = (topics.TASK_UPDATES,)
+
+
+class ReminderScheduledPayload(TaskPayload):
+    remind_at: UtcDatetime
+    previous_remind_at: UtcDatetime | None = Field(
+        default=None, description="Set when an existing reminder was moved."
+    )
+
+
+class ReminderTriggeredPayload(TaskPayload):
+    remind_at: UtcDatetime = Field(description="When the reminder was due.")
+    fired_at: UtcDatetime = Field(description="When it fired (later than remind_at if late).")
 
 
 class ReminderCancelledPayload(TaskPayload):
@@ -32,6 +48,16 @@ class ReminderCancelledPayload(TaskPayload):
         description="Task completed or deleted, reminder removed, or moved to a time already "
         "past on a task already due."
     )
+
+
+class ReminderScheduled(Envelope):
+    event_type: Literal["reminder.scheduled"]
+    payload: ReminderScheduledPayload
+
+
+class ReminderTriggered(Envelope):
+    event_type: Literal["reminder.triggered"]
+    payload: ReminderTriggeredPayload
 
 
 class ReminderCancelled(Envelope):
@@ -79,8 +105,16 @@ class NotificationDismissed(Envelope):
 
 
 def register() -> None:
-    from events.schemas import register_event_type
-
+    register_event_type(
+        ReminderScheduled,
+        topics=REMINDER_TOPICS,
+        description="A reminder was scheduled or moved for a task.",
+    )
+    register_event_type(
+        ReminderTriggered,
+        topics=REMINDER_TOPICS,
+        description="A task's reminder came due and fired.",
+    )
     register_event_type(
         ReminderCancelled,
         topics=REMINDER_TOPICS,

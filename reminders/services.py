@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.locking import lock_user, lock_users
 from events import wakeup
 from events.services import NewEvent, event_record, event_records
 from reminders import event_types, selectors
@@ -32,7 +33,6 @@ from reminders.errors import NotificationNotFound
 from reminders.metrics import REMINDER_LATENESS, REMINDERS_FIRED
 from reminders.models import Notification, Reminder, ReminderState
 from reminders.representation import notification_to_dict
-from tasks.locking import lock_user, lock_users
 from tasks.models import Task
 from tasks.representation import REPRESENTATION_FIELDS, iso, task_to_dict
 from tasks.signals import TaskChange
@@ -268,7 +268,7 @@ def reminders_fire_due(*, limit: int = 100) -> FirePass:
     sorted order (``lock_users``, as consumer batches do); only then are the reminders locked,
     ``FOR UPDATE SKIP LOCKED``, and those still due fired. Users before rows is the order of
     every writer, so this cannot deadlock with the task services or the consumers, and the
-    transaction gets its id only after it holds its users' locks (``tasks.locking``). A
+    transaction gets its id only after it holds its users' locks (``core.locking``). A
     second scheduler reading the same reminders waits for the first and finds them fired.
     """
     candidates = selectors.reminders_due(limit=limit)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from events import topics
 from events.consumers import Consumer, register
-from events.schemas import TASK_EVENT_TYPES, Envelope
-from events.services import task_history_record
+from events.schemas import Envelope
+from tasks.event_types import TASK_EVENT_TYPES
+from tasks.services import task_history_record
 
+# Consumer cursors and idempotency keys are stored under this name.
 NAME = "audit"
 
 

@@ -8,13 +8,16 @@ the search vector is a generated column.
 from __future__ import annotations
 
 import pgtrigger
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Cast, Length, Lower
+from django.db.models.functions import Cast, Length, Lower, Now
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 
+from core.users import USER_ID_MAX_LENGTH
+from events.models import NAME_MAX_LENGTH
 from tasks.write_guard import GuardedTaskManager, assert_writes_allowed
 
 SEARCH_CONFIG = "english"
@@ -39,12 +42,35 @@ class Priority(models.IntegerChoices):
 
 _PRIORITY_BY_LABEL = {member.label: member for member in Priority}
 
+# The rules of each field, written once: the serializers, the MCP schemas, the event schemas
+# and the validation take them from here.
+PRIORITY_LABELS: tuple[str, ...] = tuple(Priority.labels_list())
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 2000
 MAX_TAGS = 20
 TAG_MAX_LENGTH = 50
-USER_ID_MAX_LENGTH = 128
 RECURRENCE_MAX_LENGTH = 500
+TIMEZONE_MAX_LENGTH = 64
+DEFAULT_TIMEZONE = "UTC"
+# Due dates and reminders as clients write them ("2026-12-01T09:00:00+02:00", "1h").
+WHEN_TEXT_MAX_LENGTH = 64
+
+
+class Status(models.TextChoices):
+    """A task's state as the API names it (stored as ``completed``)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+
+
+# What a list of tasks can ask for.
+STATUS_FILTERS: tuple[str, ...] = ("all", *Status.values)
+TAG_MATCH_MODES = ("all", "any")
+DUE_WINDOWS = ("overdue", "today", "this_week", "this_month", "none")
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 50
+MAX_OFFSET = 1_000_000
+SEARCH_MAX_LENGTH = 200
 
 
 _LEXICON_FUNC = """
@@ -74,7 +100,7 @@ class Task(models.Model):
     series_id = models.UUIDField(null=True, blank=True)
     series_anchor = models.DateTimeField(null=True, blank=True)
     series_index = models.PositiveIntegerField(default=0)
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField(max_length=TIMEZONE_MAX_LENGTH, default=DEFAULT_TIMEZONE)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     version = models.PositiveIntegerField(default=1)
@@ -219,3 +245,30 @@ class SearchLexeme(models.Model):
 
     def __str__(self) -> str:
         return self.lexeme
+
+
+class TaskHistory(models.Model):
+    """One event of one task, as the audit consumer (``tasks.consumers``) recorded it. Kept
+    after the task is deleted; its owner reads it at ``GET /api/tasks/<id>/history/``."""
+
+    user_id = models.CharField(max_length=USER_ID_MAX_LENGTH)
+    task_id = models.BigIntegerField()
+    event_id = models.UUIDField(unique=True)
+    event_type = models.CharField(max_length=NAME_MAX_LENGTH)
+    sequence = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    changed_fields = ArrayField(models.CharField(max_length=NAME_MAX_LENGTH), default=list)
+    previous = models.JSONField(default=dict)
+    task_data = models.JSONField()
+    recorded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        # The table the events app created: the model moved, its rows stayed.
+        db_table = "events_taskhistory"
+        verbose_name_plural = "task history"
+        indexes = [
+            models.Index(fields=["user_id", "task_id", "sequence"], name="task_history_task_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id}: {self.event_type} #{self.sequence}"

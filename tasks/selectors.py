@@ -1,4 +1,4 @@
-"""Reads of tasks, always scoped to one user: search, filter, sort, paginate."""
+"""Reads of tasks and their history, always scoped to one user: search, filter, sort, paginate."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tasks.errors import TaskNotFound, TaskValidationError
-from tasks.models import Priority, Task
+from tasks.models import DEFAULT_LIMIT, DEFAULT_TIMEZONE, Priority, Status, Task, TaskHistory
 from tasks.representation import REPRESENTATION_FIELDS, row_to_dict
 from tasks.search import build_search_query
 
-STATUSES = ("all", "pending", "completed")
-DUE_WINDOWS = ("overdue", "today", "this_week", "this_month", "none")
 ORDERINGS = {
     "due_date": "due_at",
     "priority": "priority",
@@ -28,10 +26,6 @@ ORDERINGS = {
     "relevance": "relevance",
 }
 NULLABLE_ORDERINGS = {"due_at"}
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 50
-MAX_OFFSET = 1_000_000
-MAX_QUERY_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -44,7 +38,7 @@ class TaskFilters:
     due_before: datetime | None = None
     due_after: datetime | None = None
     due: str | None = None
-    timezone: str = "UTC"
+    timezone: str = DEFAULT_TIMEZONE
     ordering: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -122,9 +116,9 @@ def _matching(*, user_id: str, filters: TaskFilters):
         raise TaskValidationError(
             "Ordering by relevance needs a search (q).", field="ordering", code="invalid_choice"
         )
-    if filters.status == "pending":
+    if filters.status == Status.PENDING:
         qs = qs.filter(completed=False)
-    elif filters.status == "completed":
+    elif filters.status == Status.COMPLETED:
         qs = qs.filter(completed=True)
     if filters.priorities:
         values = [Priority.from_label(label).value for label in filters.priorities]
@@ -185,3 +179,21 @@ def task_list_for_user(
         limit=limit,
         offset=offset,
     )
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[TaskHistory]
+    total: int
+    limit: int
+    offset: int
+
+
+def task_history_for_user(*, user_id: str, task_id: int, limit: int, offset: int) -> HistoryPage:
+    qs = TaskHistory.objects.filter(user_id=user_id, task_id=task_id).order_by("sequence")
+    entries = list(qs[offset : offset + limit])
+    if len(entries) < limit and (entries or offset == 0):
+        total = offset + len(entries)
+    else:
+        total = qs.count()
+    return HistoryPage(entries=entries, total=total, limit=limit, offset=offset)

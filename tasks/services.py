@@ -1,22 +1,28 @@
 """The only code that writes tasks.
 
 Each function runs in one transaction: it takes the user's lock, validates, writes the row with
-``update_fields`` and announces the change with ``task_changed``; the receiver in ``events``
-records the event in the same transaction. Surfaces (REST, MCP, admin, consumers, commands)
-call these and nothing else.
+``update_fields``, records the task's event (``tasks.event_types``) and then announces the change
+with ``task_changed``, so the events the receivers record (a reminder's) come after the task's.
+Surfaces (REST, MCP, admin, consumers, commands) call these and nothing else. The audit
+consumer's history rows are written here too (``task_history_record``).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.db import IntegrityError, transaction
+import orjson
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from core.locking import lock_user
+from events.schemas import Envelope
+from events.services import event_records
 from tasks.errors import TaskConflict, TaskNotFound, TaskValidationError, VersionConflict
-from tasks.locking import lock_user
+from tasks.event_types import TaskPayload, task_event
 from tasks.models import Task
 from tasks.representation import task_to_dict
 from tasks.signals import TaskChange, task_changed
@@ -50,6 +56,8 @@ EDITABLE_FIELDS = (
 
 
 def _announce(change: TaskChange) -> None:
+    # The task's own event first: whatever the receivers record in this transaction follows it.
+    event_records([task_event(change)])
     task_changed.send(sender=Task, change=change)
 
 
@@ -335,3 +343,44 @@ def task_delete(
             )
         )
     return snapshot
+
+
+_INSERT_HISTORY = """
+INSERT INTO events_taskhistory
+    (user_id, task_id, event_id, event_type, sequence, occurred_at, changed_fields, previous,
+     task_data, recorded_at)
+SELECT r.user_id, r.task_id, r.event_id, r.event_type, r.sequence, r.occurred_at,
+       ARRAY(SELECT jsonb_array_elements_text(r.changed_fields)), r.previous, r.task_data, now()
+FROM jsonb_to_recordset(%s::jsonb) AS r(
+    user_id text, task_id bigint, event_id uuid, event_type text, sequence bigint,
+    occurred_at timestamptz, changed_fields jsonb, previous jsonb, task_data jsonb)
+"""
+
+
+_json_default = DjangoJSONEncoder().default  # what orjson does not encode by itself
+
+
+def task_history_record(*, envelopes: list[Envelope]) -> int:
+    """The audit consumer's effect: one history row per task event (one statement per batch)."""
+    if not envelopes:
+        return 0
+    rows = [_history_row(envelope) for envelope in envelopes]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_HISTORY, [orjson.dumps(rows, default=_json_default).decode()])
+    return len(rows)
+
+
+def _history_row(envelope: Envelope) -> dict:
+    payload = cast(TaskPayload, envelope.payload)  # the audit consumer takes task events only
+    return {
+        "user_id": envelope.user_id,
+        "task_id": payload.task_id,
+        "event_id": envelope.event_id,
+        "event_type": envelope.event_type,
+        "sequence": envelope.sequence,
+        "occurred_at": envelope.timestamp,
+        "changed_fields": list(getattr(payload, "changed_fields", [])),
+        "previous": dict(getattr(payload, "previous", {})),
+        # The snapshot as the envelope serialises it, spliced in as JSON text.
+        "task_data": orjson.Fragment(payload.task_data.model_dump_json()),
+    }

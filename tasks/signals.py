@@ -1,5 +1,5 @@
-"""What the task services announce. ``events`` turns each into an outbox row in the same
-transaction; ``tasks`` itself knows nothing of events, brokers or sockets."""
+"""What the task services announce, inside their transaction, once the task's own event is
+recorded: other apps (reminders) react to each change and record theirs after it."""
 
 from __future__ import annotations
 
@@ -29,6 +29,6 @@ class TaskChange:
     options: dict = field(default_factory=dict)
 
 
-# Sent inside the service's transaction, with ``change=TaskChange``. A receiver that raises
-# rolls the change back: that is what keeps "a committed change always has its event".
+# Sent inside the service's transaction, with ``change=TaskChange``; a receiver that raises
+# rolls the change back, its event included.
 task_changed = Signal()

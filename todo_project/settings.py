@@ -103,7 +103,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 if EMBEDDED_DATABASE:
-    _database = embedded_postgres.start(EMBEDDED_PG_DIR)
+    # Where the embedded server listens; the entry points that use it start it
+    # (core.embedded_postgres.ensure_running), importing the settings starts nothing.
+    _database = embedded_postgres.database_settings(EMBEDDED_PG_DIR)
 else:
     _database = database_from_url(DATABASE_URL)
 # Server-side parameter binding: the same query text for every user, so psycopg prepares the

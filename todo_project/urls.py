@@ -10,7 +10,6 @@ urlpatterns = [
     path("", board, name="board"),
     path("api/", include("tasks.api.urls")),
     path("", include("tasks.mcp.urls")),  # /mcp under runserver (WSGI); ASGI mounts it first
-    path("api/", include("events.urls")),
     path("api/", include("reminders.api.urls")),
     # Dapr Jobs API callback; the view answers 404 unless the Dapr broker is configured
     path("job/<str:name>", job_trigger, name="dapr-job-trigger"),

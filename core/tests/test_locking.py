@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from tasks.locking import USER_LOCK_SEED, lock_user, lock_users
+from core.locking import USER_LOCK_SEED, lock_user, lock_users
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

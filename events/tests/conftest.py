@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from events.sidecar import InProcessDaprSidecar
+from bench.sidecar import InProcessDaprSidecar
 from events.tests import support
 
 

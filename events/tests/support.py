@@ -9,6 +9,7 @@ import time
 
 from django.db import connection
 
+from bench import benchmarks
 from events import topics
 from events.brokers.embedded import EmbeddedBroker
 from events.consumers import Consumer, register, unregister
@@ -18,7 +19,6 @@ from events.runners import EmbeddedConsumerRunner
 from tasks import services
 from tasks.models import Task
 from tasks.representation import task_to_dict
-from todo_project import benchmarks
 
 FOLLOWUPS = "test-followups"
 # Attempts seen per event id, for handlers that fail a given number of times.

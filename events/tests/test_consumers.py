@@ -14,9 +14,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from events import metrics
-from events.audit import NAME as AUDIT
 from events.consumers import get_consumer, register, unregister
-from events.models import ConsumerCursor, DeadLetter, OutboxEvent, ProcessedEvent, TaskHistory
+from events.models import ConsumerCursor, DeadLetter, OutboxEvent, ProcessedEvent
 from events.processing import Outcome, deliver
 from events.runners import EmbeddedConsumerRunner
 from events.schemas import parse_envelope
@@ -31,6 +30,8 @@ from events.tests.support import (
     updates_of,
 )
 from tasks import services
+from tasks.consumers import NAME as AUDIT
+from tasks.models import TaskHistory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from bench.sidecar import InProcessDaprSidecar
 from events import log
 from events.brokers.dapr import DaprBroker
 from events.models import ConsumerCursor, OutboxEvent
 from events.relay import relay_once
-from events.sidecar import InProcessDaprSidecar
 from events.tests import support
 from events.tests.support import FOLLOWUPS, followups_of, relay_all, updates_of
 

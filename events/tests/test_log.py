@@ -9,16 +9,17 @@ from datetime import timedelta
 import pytest
 from django.db import connection, transaction
 
+from bench.benchmarks import plan_scans
 from events import log, topics
-from events.audit import NAME as AUDIT
 from events.consumers import Consumer, get_consumer, register, unregister
 from events.log import Snapshot
-from events.models import ConsumerCursor, OutboxEvent, TaskHistory
+from events.models import ConsumerCursor, OutboxEvent
 from events.runners import EmbeddedConsumerRunner
 from events.services import NewEvent, event_records, events_expire
 from events.tests.support import consume_all, title_update
 from tasks import services
-from todo_project.benchmarks import plan_scans
+from tasks.consumers import NAME as AUDIT
+from tasks.models import TaskHistory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

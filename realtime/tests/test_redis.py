@@ -18,11 +18,11 @@ import pytest
 import websockets
 from django.conf import settings as django_settings
 
+from bench.benchmarks import database_url, free_port, uvicorn_command
 from core.auth import issue_token
 from realtime import delivery, fanout
 from realtime.tests.conftest import connect_user, in_thread
 from tasks import services
-from todo_project.benchmarks import database_url, free_port, uvicorn_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

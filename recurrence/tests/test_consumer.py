@@ -9,12 +9,12 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.locking import lock_user
 from events.consumers import get_consumer
 from recurrence.models import StoppedSeries
 from reminders.models import Reminder, ReminderState
 from reminders.tests.helpers import recorded, run_consumers
 from tasks import services
-from tasks.locking import lock_user
 from tasks.models import Priority, Task
 
 # Consumers read committed events only.

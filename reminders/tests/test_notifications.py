@@ -7,12 +7,12 @@ import pytest
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from core.locking import lock_user
 from events.consumers import get_consumer
 from reminders.models import Notification
 from reminders.scheduler import ReminderScheduler
 from reminders.tests.helpers import payloads, recorded, run_consumers, soon
 from tasks import services
-from tasks.locking import lock_user
 
 # Consumers read committed events only.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,12 +7,12 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from events import selectors
-from events.representation import history_entry_to_dict
-from tasks import selectors as task_selectors
+from tasks import selectors
 from tasks.api.base import ThrottledView
 from tasks.api.params import parse_query
 from tasks.api.throttles import LIST
+from tasks.models import TaskHistory
+from tasks.representation import iso
 
 MAX_LIMIT = 200
 
@@ -37,6 +37,18 @@ class HistoryPageSerializer(serializers.Serializer):
     limit = serializers.IntegerField()
     offset = serializers.IntegerField()
     results = HistoryEntrySerializer(many=True)
+
+
+def history_entry_to_dict(entry: TaskHistory) -> dict:
+    return {
+        "event_id": str(entry.event_id),
+        "event_type": entry.event_type,
+        "sequence": entry.sequence,
+        "timestamp": iso(entry.occurred_at),
+        "changed_fields": list(entry.changed_fields),
+        "previous": entry.previous,
+        "task": entry.task_data,
+    }
 
 
 class TaskHistoryView(ThrottledView):
@@ -66,7 +78,7 @@ class TaskHistoryView(ThrottledView):
         if page.total == 0:
             # No history yet: an existing task of the caller's (its first event is on its
             # way) answers an empty list; anything else is "not found".
-            task_selectors.task_get_for_user(user_id=request.user.id, task_id=task_id)
+            selectors.task_get_for_user(user_id=request.user.id, task_id=task_id)
         return Response(
             {
                 "count": page.total,

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from django.db import connection, transaction
 
-from tasks.locking import lock_user
+from core.locking import lock_user
 
 
 class HeldLock:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from events.audit import NAME as AUDIT
 from events.consumers import get_consumer
 from events.tests.support import consume_all, relay_all
 from tasks import services
+from tasks.consumers import NAME as AUDIT
 
 # The audit consumer reads committed events only.
 pytestmark = pytest.mark.django_db(transaction=True)

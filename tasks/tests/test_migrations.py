@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
 
-from recurrence.rules import parse_rule, rule_to_text
 from tasks import services
-from tasks.models import Task
+from tasks.models import Task, TaskHistory
+from tasks.recurrence_rules import parse_rule, rule_to_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +89,69 @@ def test_the_repair_pads_short_years_and_ends_series_whose_until_is_before_their
         user_id=user_id, task_id=stored["year_1"][0], changes={"title": "renamed"}
     )
     assert (task.title, changed) == ("renamed", ("title",))
+
+
+# Task history before it moved to tasks: the model was the events app's.
+BEFORE_HISTORY_MOVE = [
+    ("tasks", "0003_repair_recurrence_until"),
+    ("events", "0003_log_by_snapshot"),
+]
+
+
+@pytest.fixture
+def before_the_history_move():
+    _migrate(*BEFORE_HISTORY_MOVE)
+    yield
+    _migrate()
+
+
+def test_task_history_written_before_the_move_is_read_through_the_tasks_model(
+    before_the_history_move, user_id, other_user_id
+):
+    # given a database where the events app owns TaskHistory, with rows the old code wrote
+    applied = MigrationRecorder(connection).applied_migrations()
+    assert ("events", "0004_task_history_moves_to_tasks") not in applied
+    assert ("tasks", "0004_task_history") not in applied
+    old_state = MigrationExecutor(connection).loader.project_state(BEFORE_HISTORY_MOVE)
+    assert old_state.apps.get_model("events", "TaskHistory")._meta.db_table == "events_taskhistory"
+    event_ids = [uuid.uuid4(), uuid.uuid4(), uuid.uuid4()]
+    occurred = datetime(2031, 6, 1, 9, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        for owner, event_id, event_type, sequence in [
+            (user_id, event_ids[0], "task.created", 1),
+            (user_id, event_ids[1], "task.updated", 2),
+            (other_user_id, event_ids[2], "task.created", 1),
+        ]:
+            cursor.execute(
+                "INSERT INTO events_taskhistory (user_id, task_id, event_id, event_type, sequence, "
+                "occurred_at, changed_fields, previous, task_data, recorded_at) "
+                "VALUES (%s, 41, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, now())",
+                [
+                    owner,
+                    event_id,
+                    event_type,
+                    sequence,
+                    occurred,
+                    ["title"] if sequence == 2 else [],
+                    '{"title": "before"}' if sequence == 2 else "{}",
+                    '{"id": 41, "title": "after"}',
+                ],
+            )
+
+    # when the migrations run forward
+    _migrate()
+
+    # then the tasks app's model reads every row as it was, and the events app has none
+    mine = list(TaskHistory.objects.filter(user_id=user_id).order_by("sequence"))
+    assert [(row.event_id, row.event_type, row.sequence) for row in mine] == [
+        (event_ids[0], "task.created", 1),
+        (event_ids[1], "task.updated", 2),
+    ]
+    assert (mine[1].changed_fields, mine[1].previous) == (["title"], {"title": "before"})
+    assert mine[1].task_data == {"id": 41, "title": "after"}
+    assert mine[0].occurred_at == occurred
+    assert TaskHistory.objects.filter(user_id=other_user_id).count() == 1
+    assert ("tasks", "0004_task_history") in MigrationRecorder(connection).applied_migrations()
+    new_state = MigrationExecutor(connection).loader.project_state()
+    assert ("events", "taskhistory") not in new_state.models
+    assert new_state.models["tasks", "taskhistory"].options["db_table"] == "events_taskhistory"

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from recurrence.rules import parse_rule
 from tasks import validation
 from tasks.errors import TaskValidationError
+from tasks.recurrence_rules import parse_rule
 
 FAR = datetime(2031, 6, 1, 9, tzinfo=UTC)
 # What the recurrence pattern cannot say: a rule that contradicts itself. The API documents

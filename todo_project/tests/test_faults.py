@@ -1,6 +1,6 @@
 """The fault run in small, on every ``make test``: while task changes stream in through the
 services, the relay and a consumer process are killed with SIGKILL at random moments and started
-again; afterwards every invariant of ``todo_project.reliability.invariants`` holds.
+again; afterwards every invariant of ``bench.reliability.invariants`` holds.
 
 (``python manage.py fault_check`` is the full version: the server, every consumer and the
 scheduler killed too, PostgreSQL and Redis restarted, WebSockets checked.)
@@ -17,11 +17,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from bench.benchmarks import database_url
+from bench.reliability import invariants
+from bench.reliability.processes import Worker, manage
 from tasks import services
 from tasks.errors import TaskError
-from todo_project.benchmarks import database_url
-from todo_project.reliability import invariants
-from todo_project.reliability.processes import Worker, manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
