@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tasks import services
-from todo_project.testing import client_for
+from todo_project.testing import LiveServer, client_for
 
 _counter = itertools.count(1)
 
@@ -114,3 +114,18 @@ def _clear_rate_limits():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(scope="module")
+def server(django_db_blocker):
+    """The project's ASGI app under uvicorn for one module's tests. Its threads keep database
+    connections; they are ended after the module, or the test database could not be dropped."""
+    with LiveServer() as running:
+        yield running
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -13,31 +13,11 @@ import time
 import pytest
 
 from core.auth import issue_token
-from todo_project.testing import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 0.5
 SLACK = 2.0  # scheduling on a busy machine
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _end_stray_connections(django_db_blocker):
-    """Server threads keep database connections; end them after the module."""
-    yield
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LiveServer() as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

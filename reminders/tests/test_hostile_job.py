@@ -19,32 +19,11 @@ from reminders.models import Notification, Reminder, ReminderState
 from reminders.representation import job_data
 from reminders.tests.helpers import soon
 from tasks import services
-from todo_project.testing import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOKEN = "sidecar-secret-0123456789abcdef"
 DEEP = 5000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _end_stray_connections(django_db_blocker):
-    """Server threads keep database connections; end them after the module, or the test
-    database cannot be dropped."""
-    yield
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LiveServer() as running:
-        yield running
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ from tasks import services
 from tasks.models import Task
 from todo_project.testing import (
     FORGERIES,
-    LiveServer,
     McpClient,
     assert_clean_tool_result,
     forged_token,
@@ -59,26 +58,6 @@ INITIALIZE = {
         "clientInfo": {"name": "hostile", "version": "1"},
     },
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _end_stray_connections(django_db_blocker):
-    """Server threads keep database connections; end them after the module, or the test
-    database cannot be dropped."""
-    yield
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LiveServer() as running:
-        yield running
 
 
 @pytest.fixture

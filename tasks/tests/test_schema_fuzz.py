@@ -30,7 +30,6 @@ from schemathesis.generation import GenerationMode
 from core.auth import issue_token
 from tasks import services
 from tasks.api.schema import REFUSALS_KEY
-from todo_project.testing import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,26 +50,6 @@ def _operations() -> list[tuple[str, str]]:
 
 
 OPERATIONS = _operations()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _end_stray_connections(django_db_blocker):
-    """Server threads keep database connections; end them after the module, or the test
-    database cannot be dropped."""
-    yield
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LiveServer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

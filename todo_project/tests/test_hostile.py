@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from core.auth import issue_token
 from tasks import services
-from todo_project.testing import LiveServer, McpClient, assert_clean_tool_result
+from todo_project.testing import McpClient, assert_clean_tool_result
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,26 +34,6 @@ OWNER = "hostile-owner"
 
 
 # --- a live server --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _end_stray_connections(django_db_blocker):
-    """Server threads and socket handlers keep database connections; end them after the
-    module, or the test database cannot be dropped."""
-    yield
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LiveServer() as running:
-        yield running
 
 
 def bearer(user: str, **claims) -> dict[str, str]:
