@@ -129,3 +129,16 @@ def server(django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture
+def rates(settings, monkeypatch):
+    """Set some rate-limit budgets for one test: ``rates(anonymous="2/min")``."""
+
+    def set_rates(**budgets: str) -> None:
+        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+        monkeypatch.setitem(
+            settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES", {**current, **budgets}
+        )
+
+    return set_rates

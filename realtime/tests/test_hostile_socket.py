@@ -43,19 +43,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FUZZ_EXAMPLES = int(os.environ.get("HOSTILE_FUZZ_EXAMPLES", "60"))
 
 
-@pytest.fixture
-def rates(settings, monkeypatch):
-    """Set some budgets for this test: ``rates(anonymous="2/min")``."""
-
-    def set_rates(**budgets: str) -> None:
-        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-        monkeypatch.setitem(
-            settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES", {**current, **budgets}
-        )
-
-    return set_rates
-
-
 async def refused_before_any_data(communicator, code: int, reason: str) -> None:
     message = await expect_close(communicator, code)
     assert message["reason"] == reason

@@ -68,19 +68,6 @@ def mcp(server):
     return open_client
 
 
-@pytest.fixture
-def rates(settings, monkeypatch):
-    """Set some budgets for this test: ``rates(task_read="2/min")``."""
-
-    def set_rates(**budgets: str) -> None:
-        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-        monkeypatch.setitem(
-            settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES", {**current, **budgets}
-        )
-
-    return set_rates
-
-
 def post(server, message, *, token: str | None = None, **headers) -> httpx.Response:
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"

@@ -22,17 +22,6 @@ from todo_project.testing import client_for
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def rates(settings, monkeypatch):
-    def set_rates(**budgets: str) -> None:
-        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-        monkeypatch.setitem(
-            settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES", {**current, **budgets}
-        )
-
-    return set_rates
-
-
 def _operations() -> list[tuple[str, str]]:
     from drf_spectacular.generators import SchemaGenerator
 
