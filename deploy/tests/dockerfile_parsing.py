@@ -26,7 +26,6 @@ class Instruction:
     value: tuple[str, ...]
     flags: tuple[str, ...]
     json: bool
-    original: str
     line: int
 
 
@@ -49,7 +48,6 @@ def parse(dockerfile: Path = DEFAULT_DOCKERFILE) -> list[Stage]:
             value=tuple(command.value),
             flags=tuple(command.flags),
             json=command.json,
-            original=command.original,
             line=command.start_line,
         )
         if ins.cmd == "ARG" and not stages:
@@ -115,7 +113,7 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(f"^{out}$")
 
 
-Rules = list[tuple[bool, re.Pattern[str], str]]  # (is an exception, regex, pattern)
+Rules = list[tuple[bool, re.Pattern[str]]]  # (is an exception, regex)
 
 
 def load_dockerignore(context: Path) -> Rules:
@@ -129,7 +127,7 @@ def load_dockerignore(context: Path) -> Rules:
             continue
         exception = line.startswith("!")
         pattern = os.path.normpath(line[1:] if exception else line).lstrip("/")
-        rules.append((exception, _pattern_regex(pattern), pattern))
+        rules.append((exception, _pattern_regex(pattern)))
     return rules
 
 
@@ -138,7 +136,7 @@ def is_ignored(relpath: str, rules: Rules) -> bool:
     parts = relpath.split("/")
     candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     ignored = False
-    for exception, regex, _ in rules:
+    for exception, regex in rules:
         if any(regex.match(candidate) for candidate in candidates):
             ignored = not exception
     return ignored

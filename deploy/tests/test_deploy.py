@@ -474,6 +474,24 @@ def test_a_created_secret_with_a_short_jwt_secret_does_not_render_unless_debug()
         assert chart.render(short_in_debug, name="t", namespace="t")
 
 
+def test_a_created_secret_without_a_jwt_secret_renders_only_with_jwks():
+    # given a Secret the chart creates, with no JWT secret in it
+    sdk = helm()
+    created = {
+        "existingSecret": "",
+        "create": True,
+        "databaseUrl": "postgresql://todo@db/todo",
+        "secretKey": "k" * 50,
+    }
+    with sdk.Chart.load(str(CHART)) as chart:
+        # then without JWKS every container would wait for a key the Secret lacks: refused
+        with pytest.raises(sdk.HelmRenderError, match=r"secrets\.jwtSecret is required"):
+            chart.render({"secrets": created}, name="t", namespace="t")
+        # and with JWKS the shared secret is optional
+        jwks = {"jwt": {"jwksUrl": "https://auth.example.com/.well-known/jwks.json"}}
+        assert chart.render({"secrets": created, "config": jwks}, name="t", namespace="t")
+
+
 @pytest.mark.parametrize("case", ["default", "minikube", "all-features"])
 def test_pubsub_component_gives_each_app_id_its_own_group_and_topics(case):
     r = render(case)
@@ -601,6 +619,7 @@ def test_settings_reach_every_process(case):
     assert data["RUN_WORKERS_IN_PROCESS"] == "0"
     assert data["EVENTS_BROKER"] == ("embedded" if case == "no-dapr" else "dapr")
     assert data["METRICS_PORT"] == str(r.values["config"]["metricsPort"])
+    assert data["DEBUG"] == "0"
     secret = r.values["secrets"]
     secret_name = "todo-todo-app-secrets" if secret["create"] else secret["existingSecret"]
     for workload, _template, container in containers(r):
@@ -613,6 +632,10 @@ def test_settings_reach_every_process(case):
             assert container["envFrom"] == [
                 {"configMapRef": {"name": config_map["metadata"]["name"]}}
             ]
+            # Only web answers Dapr's job callbacks (and so needs APP_API_TOKEN to start).
+            owner = env.get("REMINDER_JOBS_OWNER", {}).get("value")
+            is_web = workload["metadata"]["name"].endswith("-web")
+            assert owner == (None if is_web else "0"), workload["metadata"]["name"]
     assert all(not s.get("data") for s in r.of_kind("Secret")) or secret["create"]
 
 
