@@ -167,11 +167,8 @@ def ensure_running() -> None:
     data_dir = data_directory(settings.EMBEDDED_PG_DIR)
     if data_dir in _running:
         return
-    listening_in = start(data_dir)
-    database = settings.DATABASES["default"]
-    if database["HOST"] != str(listening_in):
-        # A first start on a long path: the socket's directory was not known before.
-        database["HOST"] = str(listening_in)
+    # On a first start on a long path the socket's directory was not known before.
+    settings.DATABASES["default"]["HOST"] = str(start(data_dir))
     _running.add(data_dir)
 
 

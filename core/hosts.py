@@ -12,6 +12,8 @@ import json
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from core.errors import error_body
+
 # What Django allows when DEBUG is on and ALLOWED_HOSTS is empty.
 _DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 
@@ -51,12 +53,9 @@ async def send_disallowed_host(send) -> None:
     """Django's answer to a ``Host`` outside ``ALLOWED_HOSTS`` (a 400), as JSON, for an ASGI
     HTTP request; the host is not repeated back."""
     body = json.dumps(
-        {
-            "error": {
-                "code": "disallowed_host",
-                "message": "This server does not answer for that Host; see ALLOWED_HOSTS.",
-            }
-        }
+        error_body(
+            "disallowed_host", "This server does not answer for that Host; see ALLOWED_HOSTS."
+        )
     ).encode()
     await send(
         {

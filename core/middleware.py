@@ -1,11 +1,13 @@
 import re
 import uuid
+from time import perf_counter
 
 from django.http import JsonResponse
 from django.middleware.common import CommonMiddleware
 
 from core.errors import error_body
 from core.logging import log_context
+from core.metrics import HTTP_REQUEST_DURATION
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -33,10 +35,6 @@ class MetricsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        from time import perf_counter
-
-        from core.metrics import HTTP_REQUEST_DURATION
-
         started = perf_counter()
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)

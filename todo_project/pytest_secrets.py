@@ -11,5 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 
-for _name in ("SECRET_KEY", "JWT_SECRET"):
+from core.env import LocalSecrets
+
+for _name in LocalSecrets.NAMES:
     os.environ.setdefault(_name, secrets.token_urlsafe(48))

@@ -36,9 +36,11 @@ def test_what_drf_reads_reads_the_same(body):
 
 
 def test_nesting_up_to_the_limit_is_read_and_one_more_level_is_refused():
-    assert parse(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+    deep_list = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
     deep_object = b'{"a":' * MAX_DEPTH + b"1" + b"}" * MAX_DEPTH
-    assert parse(deep_object)["a"]["a"]["a"] is not None
+    for body in (deep_list, deep_object):
+        expected = JSONParser().parse(io.BytesIO(body), "application/json", {"encoding": "utf-8"})
+        assert parse(body) == expected
 
     for body in [
         b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1),

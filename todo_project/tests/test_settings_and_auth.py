@@ -12,12 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.test import override_settings
 
 from core.auth import AuthError, verify_token
 from core.env import LocalSecrets, database_from_url, mandatory_secret
 from realtime import handshake
-from todo_project.testing import jwks_endpoint
+from todo_project.testing import hs256_with_public_key, jwks_keys
 
 # Never connected to: importing the settings opens no connection.
 UNREACHABLE_DATABASE = "postgresql://nobody@127.0.0.1:9/nowhere"
@@ -410,24 +409,15 @@ def test_issue_token_prints_a_token_the_api_accepts(capsys):
     assert 7100 < user.claims["exp"] - user.claims["iat"] <= 7200
 
 
-@pytest.fixture
-def jwks_server():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with jwks_endpoint(key) as url:
-        yield key, url
-
-
-def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(jwks_server):
-    import time
-
-    key, url = jwks_server
+def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(settings):
     now = int(time.time())
     claims = {"sub": "bob", "iat": now, "exp": now + 60}
-    with override_settings(JWT_JWKS_URL=url, JWT_ALGORITHMS=["RS256"], JWT_SECRET=""):
+    settings.JWT_SECRET = ""
+    with jwks_keys(settings) as key:
         good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
         assert verify_token(good).id == "bob"
-        # HS256 is refused outright once keys come from a JWKS URL (test_hostile.py signs
-        # with the public key itself: the classic confusion attack).
+        # HS256 is refused outright once keys come from a JWKS URL, also when signed with the
+        # public key itself: the classic confusion attack.
         with pytest.raises(AuthError):
             verify_token(
                 jwt.encode(
@@ -437,6 +427,8 @@ def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(j
                     headers={"kid": "k1"},
                 )
             )
+        with pytest.raises(AuthError):
+            verify_token(hs256_with_public_key(claims, key))
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         with pytest.raises(AuthError):
             verify_token(jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"}))

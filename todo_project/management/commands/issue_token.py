@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from core.auth import issue_token
+from core.users import USER_ID_MAX_LENGTH
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -24,8 +25,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, user_id: str, ttl: str, **options):
-        if not user_id.strip() or len(user_id) > 128:
-            raise CommandError("user_id must be 1-128 characters.")
+        if not user_id.strip() or len(user_id) > USER_ID_MAX_LENGTH:
+            raise CommandError(f"user_id must be 1-{USER_ID_MAX_LENGTH} characters.")
         try:
             token = issue_token(user_id, ttl_seconds=parse_ttl(ttl))
         except RuntimeError as exc:
