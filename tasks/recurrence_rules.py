@@ -21,11 +21,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil import rrule as du
 
+from tasks.models import RECURRENCE_MAX_LENGTH
+
 FREQUENCIES = ("daily", "weekly", "monthly", "yearly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_INTERVAL = 999
 MAX_COUNT = 10000
-MAX_TEXT_LENGTH = 500
 
 _RRULE_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -342,8 +343,10 @@ def parse_rule(value: str | dict | Rule | None) -> Rule | None:
         return _parse_dict(value)
     if not isinstance(value, str):
         raise RecurrenceError("recurrence must be a string, an object or null")
-    if len(value) > MAX_TEXT_LENGTH:
-        raise RecurrenceError(f"recurrence text is too long (at most {MAX_TEXT_LENGTH} characters)")
+    if len(value) > RECURRENCE_MAX_LENGTH:
+        raise RecurrenceError(
+            f"recurrence text is too long (at most {RECURRENCE_MAX_LENGTH} characters)"
+        )
     text = " ".join(value.split()).lower()
     if text in ("", "none"):
         return None

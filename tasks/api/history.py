@@ -11,7 +11,7 @@ from tasks import selectors
 from tasks.api.base import ThrottledView
 from tasks.api.params import parse_query
 from tasks.api.throttles import LIST
-from tasks.models import TaskHistory
+from tasks.models import MAX_OFFSET, TaskHistory
 from tasks.representation import iso
 
 MAX_LIMIT = 200
@@ -19,7 +19,7 @@ MAX_LIMIT = 200
 
 class HistoryQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=50)
-    offset = serializers.IntegerField(min_value=0, max_value=1_000_000, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
 
 
 class HistoryEntrySerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, time
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.http import QueryDict
@@ -32,6 +33,7 @@ from tasks.models import (
     MAX_LIMIT,
     MAX_OFFSET,
     MAX_TAGS,
+    PRIORITY_LABELS,
     SEARCH_MAX_LENGTH,
     STATUS_FILTERS,
     TAG_MATCH_MODES,
@@ -48,7 +50,7 @@ _LISTS = {
     "ordering": (re.compile(ORDERING_LIST_PATTERN), MAX_ORDERING_TERMS),
 }
 _LIST_HINTS = {
-    "priority": "low, medium, high or urgent",
+    "priority": f"{', '.join(PRIORITY_LABELS[:-1])} or {PRIORITY_LABELS[-1]}",
     "tags": f"tags of 1-{TAG_MAX_LENGTH} characters",
     "ordering": f"{', '.join(ORDERINGS)} (prefix - for descending)",
 }
@@ -82,7 +84,14 @@ def _single(params: QueryDict, name: str, *, allow_blank: bool = False) -> str |
     return value
 
 
-_QUERY_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+_QUERY_BOOLEANS = frozenset({"true", "false", "1", "0"})
+
+
+@cache
+def _query_fields(serializer_class) -> dict[str, type[serializers.Field]]:
+    """Each parameter's field class, read once per serializer (building one deep-copies its
+    fields)."""
+    return {name: type(field) for name, field in serializer_class().fields.items()}
 
 
 def parse_query(params: QueryDict, serializer_class) -> dict:
@@ -90,17 +99,17 @@ def parse_query(params: QueryDict, serializer_class) -> dict:
     parameter, integers as decimal digits and booleans as ``true``/``false``, then the
     serializer's own checks. (DRF alone reads ``limit=`` as "not given", keeps the last of
     repeated values and takes ``yes``, ``on`` and ``5.0``.)"""
-    fields = serializer_class().fields
+    fields = _query_fields(serializer_class)
     reject_unknown(params, fields, kind="parameter")
     data = {}
-    for name, field in fields.items():
+    for name, field_class in fields.items():
         value = _single(params, name)
         if value is None:
             continue
-        if isinstance(field, serializers.BooleanField):
+        if issubclass(field_class, serializers.BooleanField):
             if value not in _QUERY_BOOLEANS:
                 raise _invalid(name, "invalid", f"{name} must be true or false.")
-        elif isinstance(field, serializers.IntegerField) and not _INTEGER.fullmatch(value):
+        elif issubclass(field_class, serializers.IntegerField) and not _INTEGER.fullmatch(value):
             raise _invalid(name, "invalid", f"{name} must be an integer.")
         data[name] = value
     query = serializer_class(data=data)

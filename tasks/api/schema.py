@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from tasks.api.serializers import MAX_ORDERING_TERMS, MAX_PRIORITY_VALUES
+from tasks.models import MAX_TAGS
+
 STRICT_REQUEST_COMPONENTS = ("TaskWriteRequest", "PatchedTaskPatchRequest", "TaskPatchRequest")
 ERROR_COMPONENT = "Error"
 # The one key under which an operation's 400 response lists the refusals of schema-valid input.
@@ -36,9 +39,17 @@ REFUSALS = {
     "tasks_update": [*_TASK_WRITE_REFUSALS, _VERSION_REFUSAL],
     "tasks_partial_update": [*_TASK_WRITE_REFUSALS, _VERSION_REFUSAL],
     "tasks_list": [
-        ("priority", "max_length", "more than 4 priorities in all the `priority` values"),
-        ("tags", "max_length", "more than 20 tags in all the `tags` values"),
-        ("ordering", "max_length", "more than 4 terms in all the `ordering` values"),
+        (
+            "priority",
+            "max_length",
+            f"more than {MAX_PRIORITY_VALUES} priorities in all the `priority` values",
+        ),
+        ("tags", "max_length", f"more than {MAX_TAGS} tags in all the `tags` values"),
+        (
+            "ordering",
+            "max_length",
+            f"more than {MAX_ORDERING_TERMS} terms in all the `ordering` values",
+        ),
         ("ordering", "invalid_choice", "`relevance` without a search (`q`) that has words"),
     ],
 }

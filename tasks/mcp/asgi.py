@@ -117,8 +117,6 @@ mcp_app = BearerAuth(_dispatch)
 async def lifespan(*, database_threads: bool = True):
     """Run a session manager for this event loop; ``database_threads`` gives the tools their
     own threads with kept connections (off for one-request servers such as runserver's)."""
-    from django.conf import settings
-
     from tasks.mcp import server
 
     manager = server.build_session_manager()
