@@ -18,7 +18,8 @@ from core.errors import error_body
 _DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 
 
-def _header(scope, name: bytes) -> str | None:
+def header(scope, name: bytes) -> str | None:
+    """A request header of an ASGI scope (``name`` in lower case), or ``None``."""
     for key, value in scope.get("headers") or ():
         if key.lower() == name:
             return value.decode("latin-1")
@@ -27,9 +28,9 @@ def _header(scope, name: bytes) -> str | None:
 
 def raw_host(scope) -> str:
     """``HttpRequest._get_raw_host`` for an ASGI scope: not yet validated."""
-    host = _header(scope, b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
+    host = header(scope, b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
     if host is None:
-        host = _header(scope, b"host")
+        host = header(scope, b"host")
     if host is None:
         name, port = scope.get("server") or ("unknown", None)
         secure = scope.get("scheme") in ("https", "wss")

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.http.request import validate_host
 
+from core.hosts import header
+
 BEARER_SUBPROTOCOL = "bearer"
 MAX_SEQUENCE = 2**63 - 1
 
@@ -28,13 +30,6 @@ class Handshake:
     token: str | None
     subprotocol: str | None  # what to accept with: "bearer" when the client offered it
     last_sequence: int | None
-
-
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers") or ():
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
 
 
 def parse(scope) -> Handshake:
@@ -73,7 +68,7 @@ def origin_allowed(scope) -> bool:
     """Browsers send ``Origin``; other clients need not. A browser origin must be one the
     deployment serves (``ALLOWED_HOSTS``) or one it trusts (``REALTIME_ALLOWED_ORIGINS``,
     ``CSRF_TRUSTED_ORIGINS``, ``CORS_ALLOWED_ORIGINS``)."""
-    origin = _header(scope, b"origin")
+    origin = header(scope, b"origin")
     if origin is None:
         return True
     trusted = [

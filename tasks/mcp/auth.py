@@ -18,7 +18,7 @@ import json
 from django.conf import settings
 
 from core.auth import AuthError, TokenUser, bearer_from_header, verify_token_async
-from core.hosts import raw_host
+from core.hosts import header, raw_host
 from tasks.api.throttles import ANONYMOUS, client_address
 from tasks.mcp.ratelimit import RateLimited, consume_async
 
@@ -36,13 +36,6 @@ def current_user() -> TokenUser:
         # Only reachable if a tool runs outside an authenticated request.
         raise RuntimeError("No authenticated MCP user in this context.")
     return user
-
-
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def _origin(scope) -> str:
@@ -126,7 +119,7 @@ class BearerAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = bearer_from_header(_header(scope, b"authorization"))
+        token = bearer_from_header(header(scope, b"authorization"))
         if token is None:
             await _challenge(scope, send, None)
             return
