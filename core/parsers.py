@@ -29,6 +29,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19
 _UTF8 = {"utf-8", "utf8"}
+_TOO_DEEP = f"The JSON body is nested too deeply (more than {MAX_DEPTH} levels)."
 
 
 class ApiJSONParser(parsers.JSONParser):
@@ -47,12 +48,35 @@ class ApiJSONParser(parsers.JSONParser):
         return data
 
 
+class InvalidJSON(ValueError):
+    """Text that is not a JSON document this project reads."""
+
+
+def load_json(text: str | bytes) -> object:
+    """Untrusted JSON read outside DRF (the Dapr job trigger, WebSocket frames): the standard
+    library's reading, with the API's depth limit; ``InvalidJSON`` says why not."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise InvalidJSON(_TOO_DEEP) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJSON(f"Not JSON: {exc}.") from None
+    brackets = (
+        text.count(b"[") + text.count(b"{")
+        if isinstance(text, bytes)
+        else text.count("[") + text.count("{")
+    )
+    if brackets > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise InvalidJSON(_TOO_DEEP)
+    return value
+
+
 def _invalid_json(message: str) -> exceptions.ParseError:
     return exceptions.ParseError(message, code="invalid_json")
 
 
 def _too_deep() -> exceptions.ParseError:
-    return _invalid_json(f"The JSON body is nested too deeply (more than {MAX_DEPTH} levels).")
+    return _invalid_json(_TOO_DEEP)
 
 
 def _utf8(body: bytes, encoding: str) -> bytes:

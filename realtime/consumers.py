@@ -9,7 +9,6 @@ say why it is built this way. Nothing a client sends can raise out of the consum
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -20,6 +19,7 @@ from django.conf import settings
 
 from core.auth import AuthError, TokenUser, verify_token_async
 from core.hosts import allowed_host
+from core.parsers import InvalidJSON, load_json
 from realtime import delivery, frames, handshake, replay
 from realtime.frames import CloseCode
 from realtime.groups import group_for_user
@@ -416,8 +416,8 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            data = load_json(text)
+        except InvalidJSON:
             await self._refuse_frame("invalid_json", "Frames are JSON objects.")
             return
         kind = data.get("type") if isinstance(data, dict) else None

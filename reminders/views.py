@@ -14,7 +14,6 @@ errors for bad input, which change nothing.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from datetime import datetime
 
@@ -25,6 +24,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from core.errors import error_body
+from core.parsers import InvalidJSON, load_json
 from reminders import services
 from reminders.jobs import task_id_from_job_name
 
@@ -42,9 +42,8 @@ class _BadBody(Exception):
 
 def _loads(text: str | bytes) -> object:
     try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # RecursionError: a document nested deeper than the parser's stack
+        return load_json(text)
+    except InvalidJSON:
         raise _BadBody("The body is not valid JSON.") from None
 
 

@@ -4,12 +4,13 @@ answer cleanly: bodies nested too deeply, and text that is not Unicode."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
-from core.parsers import MAX_DEPTH, ApiJSONParser
+from core.parsers import MAX_DEPTH, ApiJSONParser, InvalidJSON, load_json
 
 SAME_AS_DRF = [
     b'{"title": "Caf\\u00e9 \xe2\x98\x95", "tags": ["a", "b"], "n": null, "ok": true}',
@@ -110,3 +111,25 @@ def test_a_declared_charset_other_than_utf8_is_honoured():
     with pytest.raises(ParseError) as refused:
         parse('["'.encode("utf-16-le") + b"\x00\xd8" + '"]'.encode("utf-16-le"), "utf-16-le")
     assert str(refused.value.detail) == "The body is not valid utf-16-le."
+
+
+def test_load_json_reads_what_the_standard_library_reads_up_to_the_depth_limit():
+    # given documents outside DRF: a job trigger's body (bytes) and a WebSocket frame (text)
+    at_limit = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    # then they read as the standard library reads them, lone surrogates included
+    assert load_json(at_limit.encode()) == json.loads(at_limit)
+    assert load_json('{"type": "ping", "\\ud800": 1}') == {"type": "ping", "\ud800": 1}
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_load_json_refuses_a_document_past_the_depth_limit(depth, as_bytes):
+    text = "[" * depth + "]" * depth
+    with pytest.raises(InvalidJSON, match="nested too deeply"):
+        load_json(text.encode() if as_bytes else text)
+
+
+@pytest.mark.parametrize("text", ["{not json", b"\xff\xfe", ""])
+def test_load_json_refuses_what_is_not_json(text):
+    with pytest.raises(InvalidJSON):
+        load_json(text)
