@@ -8,16 +8,14 @@ uses the test database; its lifespan runs only the MCP session manager. Tests ar
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 import httpx2
 import jwt
 import pytest
-import uvicorn
 from django.conf import settings
 from django.db import connection
 from mcp import ClientSession
@@ -30,7 +28,7 @@ from events.schemas import parse_envelope
 from tasks import services
 from tasks.models import Priority, Task
 from tasks.validation import clean_due
-from todo_project.testing import asgi_app_with_mcp_lifespan_only, client_for
+from todo_project.testing import LiveServer, client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,42 +38,10 @@ TOOLS = {"add_task", "list_tasks", "complete_task", "delete_task", "update_task"
 # --- a real server and a real client ------------------------------------------------------
 
 
-class LiveServer:
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.base}/mcp"
-        config = uvicorn.Config(
-            asgi_app_with_mcp_lifespan_only(), lifespan="on", log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def start(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn stopped during start-up"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
-def live():
-    server = LiveServer()
-    server.start()
-    yield server
-    server.stop()
+def live(server):
+    """The live server (conftest's ``server``) and its MCP endpoint."""
+    return SimpleNamespace(base=server.url, url=f"{server.url}/mcp", port=server.port)
 
 
 async def _session_calls(url: str, token: str | None, calls):
@@ -775,14 +741,10 @@ def _other_backends() -> int:
 
 def test_stopping_the_server_closes_its_database_connections(user_id):
     before = _other_backends()
-    server = LiveServer()
-    server.start()
-    try:
-        agent = Agent(server.url, user_id)
+    with LiveServer() as server:
+        agent = Agent(f"{server.url}/mcp", user_id)
         agent.calls(*(("add_task", {"title": f"t{i}"}) for i in range(3)), ("list_tasks", {}))
         assert _other_backends() > before  # the tools' threads keep their connections
-    finally:
-        server.stop()
     deadline = time.monotonic() + 5
     while _other_backends() > before and time.monotonic() < deadline:
         time.sleep(0.05)
