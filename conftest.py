@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tasks import services
-from todo_project.testing import LiveServer, client_for
+from todo_project.testing import LiveServer, client_for, end_other_database_connections
 
 _counter = itertools.count(1)
 
@@ -122,13 +122,8 @@ def server(django_db_blocker):
     connections; they are ended after the module, or the test database could not be dropped."""
     with LiveServer() as running:
         yield running
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    with django_db_blocker.unblock():
+        end_other_database_connections()
 
 
 @pytest.fixture

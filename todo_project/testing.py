@@ -70,33 +70,60 @@ def jwks_endpoint(private_key, kid: str = "k1") -> Iterator[str]:
         httpd.server_close()
 
 
-class LiveServer:
-    """The project's ASGI app under uvicorn in a thread of the test process (so it uses the
-    test database), on a free loopback port; its lifespan starts only the MCP session manager."""
+def end_other_database_connections() -> None:
+    """Server threads keep database connections; the test database cannot be flushed or
+    dropped while they exist."""
+    from django.db import connection
 
-    def __init__(self):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+class LiveServer:
+    """An ASGI app under uvicorn in a thread of the test process (so it uses the test database),
+    on a loopback port, served with the bounded HTTP protocol as ``manage.py serve`` serves it.
+    The default app is the project's, with a lifespan that starts only the MCP session manager.
+    Use it as a context manager, or ``start``/``stop``/``start_again`` (a restart, same port)."""
+
+    def __init__(self, app=None, port: int = 0, log_level: str = "warning"):
+        self.app = app if app is not None else asgi_app_with_mcp_lifespan_only()
+        self.log_level = log_level
+        self._build(port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+
+    def _build(self, port: int) -> None:
         import uvicorn
 
         from core import http_limits
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            asgi_app_with_mcp_lifespan_only(),
+            self.app,
             lifespan="on",
-            log_level="warning",
+            log_config=None,  # keep the project's logging (and pytest's capture) as it is
+            log_level=self.log_level,
             access_log=False,
-            http=http_limits.PROTOCOL,  # as manage.py serve and the container run it
+            http=http_limits.PROTOCOL,
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name="live-asgi-server", daemon=True)
 
-    def __enter__(self):
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+        finally:
+            loop.close()
+
+    def start(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -105,10 +132,21 @@ class LiveServer:
             time.sleep(0.02)
         return self
 
-    def __exit__(self, *exc):
+    def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=15)
+        self.thread.join(timeout=30)
         self.sock.close()
+
+    def start_again(self) -> LiveServer:
+        """A fresh server on the same port after ``stop``: to its clients, a restart."""
+        self._build(self.port)
+        return self.start()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 # --- hostile input, shared by each surface's hostile-input tests ------------------------------

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from urllib.parse import urlsplit
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.layers import channel_layers
-from django.db import connection, connections
+from django.db import connections
 
 from core.auth import issue_token
+from todo_project.testing import LiveServer, end_other_database_connections
 
 
 class WebsocketCommunicator(ApplicationCommunicator):
@@ -166,7 +164,7 @@ def _no_connections_left_behind(request, django_db_blocker):
     yield
     if request.node.get_closest_marker("django_db") is not None:
         with django_db_blocker.unblock():
-            _drop_other_connections()
+            end_other_database_connections()
 
 
 @pytest.fixture(autouse=True)
@@ -177,73 +175,7 @@ def fresh_channel_layers():
     channel_layers.backends.clear()
 
 
-def _drop_other_connections() -> None:
-    """Server threads keep database connections; the test database cannot be flushed or dropped
-    while they exist."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
 # --- a real server ------------------------------------------------------------------------------
-
-
-class LiveServer:
-    """uvicorn serving an ASGI app on a loopback port, in a thread of the test process."""
-
-    def __init__(self, app, port: int = 0):
-        self.app = app
-        self._build(port)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-
-    def _build(self, port: int) -> None:
-        import uvicorn
-
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", port))
-        self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            lifespan="on",
-            log_config=None,  # keep the project's logging (and pytest's capture) as it is
-            log_level="info",
-            access_log=False,
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self._run, name="live-asgi-server", daemon=True)
-
-    def _run(self):
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self.server.serve(sockets=[self.socket]))
-        finally:
-            loop.close()
-
-    def start(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.socket.close()
-
-    def start_again(self):
-        """A fresh server on the same port after ``stop``: to its clients, a restart."""
-        self._build(self.port)
-        return self.start()
 
 
 @pytest.fixture
@@ -251,7 +183,7 @@ def live_server_asgi(transactional_db, caplog):
     """uvicorn serving the project's whole ASGI app (lifespan included, so the embedded
     workers run) on a free loopback port, against the test database."""
     caplog.set_level("INFO")
-    server = LiveServer(asgi_app()).start()
+    server = LiveServer(asgi_app(), log_level="info").start()
     try:
         yield server
     finally:
