@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from core.auth import AuthError, verify_token
 from core.env import LocalSecrets, database_from_url, mandatory_secret
@@ -407,6 +407,13 @@ def test_issue_token_prints_a_token_the_api_accepts(capsys):
     user = verify_token(token)
     assert user.id == "alice"
     assert 7100 < user.claims["exp"] - user.claims["iat"] <= 7200
+
+
+@pytest.mark.parametrize("user_id", ["a\x00b", "line\nbreak", "x" * 129, "   "])
+def test_issue_token_refuses_a_user_id_no_token_check_would_accept(user_id, capsys):
+    with pytest.raises(CommandError, match="user_id must be"):
+        call_command("issue_token", user_id)
+    assert capsys.readouterr().out == ""
 
 
 def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(settings):

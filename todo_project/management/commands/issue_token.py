@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from core.auth import issue_token
-from core.users import USER_ID_MAX_LENGTH
+from core.users import USER_ID_MAX_LENGTH, is_user_id
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -25,8 +25,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, user_id: str, ttl: str, **options):
-        if not user_id.strip() or len(user_id) > USER_ID_MAX_LENGTH:
-            raise CommandError(f"user_id must be 1-{USER_ID_MAX_LENGTH} characters.")
+        if not user_id.strip() or not is_user_id(user_id):
+            raise CommandError(
+                f"user_id must be 1-{USER_ID_MAX_LENGTH} characters, without control characters."
+            )
         try:
             token = issue_token(user_id, ttl_seconds=parse_ttl(ttl))
         except RuntimeError as exc:
