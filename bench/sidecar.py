@@ -14,6 +14,14 @@ the app uses, the way Dapr with Kafka behaves:
   subscription's dead-letter topic. A subscriber that disconnects with a message in hand gets it
   redelivered (to whoever holds the partition next).
 
+- ``ScheduleJob`` / ``DeleteJob`` / ``GetJob`` (stable and Alpha1 names): the Jobs API, holding
+  the jobs; ``trigger_job`` calls the app back as daprd does when a job is due:
+  ``POST <app_url>/job/<name>`` with the job's data and the app token.
+- Tokens, as daprd with ``dapr.io/api-token-secret`` and ``dapr.io/app-token-secret``: with
+  ``api_token``, every gRPC call without that ``dapr-api-token`` is refused UNAUTHENTICATED (the
+  health endpoint stays open, as daprd's does); with ``app_token``, every call to the app carries
+  it as ``dapr-api-token``.
+
 Faults for tests: ``fail_next_publishes`` (the sidecar answers UNAVAILABLE), ``refuse_entries``
 (bulk entries reported failed), ``hold_publishes`` (a publish is accepted and delivered, then the
 answer is held back: the publisher cannot tell it succeeded), ``duplicate_deliveries`` (every
@@ -23,6 +31,7 @@ subscriber of a group receives each message at the same time, as after a Kafka r
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import itertools
 import logging
 import threading
@@ -33,10 +42,13 @@ from collections import deque
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import grpc
 from dapr.proto import api_service_v1, api_v1, appcallback_v1
-from google.protobuf import empty_pb2
+from dapr.proto.runtime.v1 import jobs_pb2
+from google.protobuf import empty_pb2, json_format
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +118,15 @@ class InProcessDaprSidecar:
         max_redeliveries: int = 3,
         redelivery_delay: float = 0.05,
         duplicate_deliveries: bool = False,
+        api_token: str = "",
+        app_token: str = "",
+        app_url: str = "",
     ):
+        self.api_token = api_token
+        self.app_token = app_token
+        self.app_url = app_url.rstrip("/")
+        self.jobs: dict[str, jobs_pb2.Job] = {}
+        self.refused_calls: list[str] = []  # gRPC methods refused for a missing or wrong token
         self.partitions = partitions
         self.max_redeliveries = max_redeliveries
         self.redelivery_delay = redelivery_delay
@@ -132,7 +152,10 @@ class InProcessDaprSidecar:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> InProcessDaprSidecar:
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+        interceptors = [_TokenCheck(self)] if self.api_token else []
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64), interceptors=interceptors
+        )
         api_service_v1.add_DaprServicer_to_server(_Servicer(self), self._server)
         self.grpc_port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
@@ -171,12 +194,43 @@ class InProcessDaprSidecar:
         return f"http://127.0.0.1:{self.http_port}"
 
     def environ(self) -> dict[str, str]:
-        """The SDK variables that point a ``DaprClient()`` here."""
+        """The SDK variables that point a ``DaprClient()`` here (the token is the app's to
+        bring: daprd's injector does not give it to the app container)."""
         return {
             "DAPR_GRPC_ENDPOINT": self.grpc_endpoint,
             "DAPR_HTTP_ENDPOINT": self.http_endpoint,
             "DAPR_HEALTH_TIMEOUT": "5",
         }
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def trigger_job(self, name: str, *, timeout: float = 10.0) -> tuple[int, bytes]:
+        """Call the app back for job ``name`` as daprd does when it is due: ``POST
+        /job/<name>`` with the job's data (a packed ``Any`` in its JSON form) and the app
+        token. Returns the app's status and body; a job the app answered 404 is deleted (Dapr
+        never retries it)."""
+        with self._cv:
+            job = self.jobs.get(name)
+        if job is None:
+            raise KeyError(f"no job named {name!r}")
+        if not self.app_url:
+            raise RuntimeError("the sidecar has no app_url to call back")
+        body = json_format.MessageToJson(job.data).encode() if job.data.type_url else b""
+        headers = {"Content-Type": "application/json"}
+        if self.app_token:
+            headers["dapr-api-token"] = self.app_token
+        request = Request(  # noqa: S310 (the app's own local address)
+            f"{self.app_url}/job/{name}", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urlopen(request, timeout=timeout) as response:  # noqa: S310
+                status, answer = response.status, response.read()
+        except HTTPError as refused:
+            status, answer = refused.code, refused.read()
+        if status == 404:
+            with self._cv:
+                self.jobs.pop(name, None)
+        return status, answer
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -414,9 +468,70 @@ def _copy(message: Message) -> Message:
     return dataclasses.replace(message, metadata=dict(message.metadata), attempts=0, not_before=0.0)
 
 
+class _TokenCheck(grpc.ServerInterceptor):
+    """daprd's API token check: a call without the configured ``dapr-api-token`` is refused
+    before it reaches the API."""
+
+    def __init__(self, sidecar: InProcessDaprSidecar):
+        self.sidecar = sidecar
+        self._refuse = grpc.unary_unary_rpc_method_handler(self._unauthenticated)
+        self._refuse_stream = grpc.stream_stream_rpc_method_handler(self._unauthenticated_stream)
+
+    def _unauthenticated(self, request, context):
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid dapr-api-token")
+
+    def _unauthenticated_stream(self, request_iterator, context):
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid dapr-api-token")
+        yield  # pragma: no cover (abort raises)
+
+    def intercept_service(self, continuation, handler_call_details):
+        given = dict(handler_call_details.invocation_metadata or ()).get("dapr-api-token", "")
+        if hmac.compare_digest(str(given).encode(), self.sidecar.api_token.encode()):
+            return continuation(handler_call_details)
+        method = handler_call_details.method
+        with self.sidecar._cv:
+            self.sidecar.refused_calls.append(method)
+        if "SubscribeTopicEvents" in method:
+            return self._refuse_stream
+        return self._refuse
+
+
 class _Servicer(api_service_v1.DaprServicer):
     def __init__(self, sidecar: InProcessDaprSidecar):
         self.sidecar = sidecar
+
+    def ScheduleJob(self, request, context):
+        with self.sidecar._cv:
+            existing = request.job.name in self.sidecar.jobs
+            if existing and not request.overwrite:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, "job already exists")
+            job = jobs_pb2.Job()
+            job.CopyFrom(request.job)
+            self.sidecar.jobs[request.job.name] = job
+        return jobs_pb2.ScheduleJobResponse()
+
+    def ScheduleJobAlpha1(self, request, context):
+        return self.ScheduleJob(request, context)
+
+    def GetJob(self, request, context):
+        with self.sidecar._cv:
+            job = self.sidecar.jobs.get(request.name)
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+        return jobs_pb2.GetJobResponse(job=job)
+
+    def GetJobAlpha1(self, request, context):
+        return self.GetJob(request, context)
+
+    def DeleteJob(self, request, context):
+        with self.sidecar._cv:
+            found = self.sidecar.jobs.pop(request.name, None)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+        return jobs_pb2.DeleteJobResponse()
+
+    def DeleteJobAlpha1(self, request, context):
+        return self.DeleteJob(request, context)
 
     def PublishEvent(self, request, context):
         sidecar = self.sidecar

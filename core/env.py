@@ -50,17 +50,39 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from ``NAME``, or from the file that ``NAME_FILE`` names (a mounted Secret: the
+    value never sits in the process's environment). The file's content is the value, less one
+    trailing newline. Both set is an error: which one wins would be a guess."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return env_str(name, default)
+    if os.environ.get(name, "").strip():
+        raise ImproperlyConfigured(
+            f"Both {name} and {name}_FILE are set; set only one (the file is the safer)."
+        )
+    try:
+        value = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {exc}") from None
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value.strip():
+        raise ImproperlyConfigured(f"{name}_FILE={path} is empty.")
+    return value
+
+
 def mandatory_secret(name: str, *, local: LocalSecrets | None) -> str:
-    """A secret from the environment; without one, from the install's ``local`` secrets file
-    when the mode allows it (``local`` is None in production, where a missing secret is fatal)."""
-    value = env_str(name)
+    """A secret from the environment (``env_secret``); without one, from the install's
+    ``local`` secrets file when the mode allows it (``local`` is None in production, where a
+    missing secret is fatal)."""
+    value = env_secret(name)
     if value:
         return value
     if local is not None:
         return local.get(name)
     raise ImproperlyConfigured(
-        f"{name} is not set. It is required when DEBUG=0 and DATABASE_URL is set; "
-        "see .env.example for every setting."
+        f"{name} is not set. It is required when DEBUG=0 and DATABASE_URL is set (as {name}, "
+        f"or as {name}_FILE, a file that holds it); see .env.example for every setting."
     )
 
 

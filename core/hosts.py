@@ -3,6 +3,11 @@
 Django does this for its own views (``HttpRequest.get_host``); the endpoints mounted beside it
 (``/mcp``, the protected-resource metadata, WebSockets) get the same rule here, so a forged
 ``Host`` is refused everywhere and never echoed into a URL.
+
+The internal endpoints are the exception (``is_internal_path``): kubelet probes, the Dapr sidecar
+and Prometheus address a pod by its IP (``Host: 10.244.1.7:8000``, ``127.0.0.1:8000``), which an
+``ALLOWED_HOSTS`` holding the public name refuses. What they answer never depends on the host,
+so they are served whatever it says (``core.middleware.InternalHostMiddleware``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,19 @@ from core.errors import error_body
 
 # What Django allows when DEBUG is on and ALLOWED_HOSTS is empty.
 _DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
+
+# Probes and metrics, exactly; Dapr's callbacks (jobs, and the subscription and configuration
+# endpoints under /dapr/), by prefix. Each authenticates its caller itself where it must.
+INTERNAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+INTERNAL_PREFIXES = ("/job/", "/dapr/")
+# The host an internal request counts as addressed to: a constant, so the one it carried is
+# never used.
+INTERNAL_HOST = "localhost"
+
+
+def is_internal_path(path: str) -> bool:
+    """Whether ``path`` is an endpoint that pods, sidecars and scrapers call by address."""
+    return path in INTERNAL_PATHS or path.startswith(INTERNAL_PREFIXES)
 
 
 def header(scope, name: bytes) -> str | None:

@@ -3,7 +3,13 @@ and the text exposition. Each app defines its own metrics in its ``metrics`` mod
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -15,5 +21,9 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 
 
-def render() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST
+def render(*more: CollectorRegistry) -> tuple[bytes, str]:
+    """The process's metrics, followed by those of ``more`` registries (metrics only one kind
+    of process exports)."""
+    return b"".join(generate_latest(registry) for registry in (REGISTRY, *more)), (
+        CONTENT_TYPE_LATEST
+    )

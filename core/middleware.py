@@ -6,10 +6,30 @@ from django.http import JsonResponse
 from django.middleware.common import CommonMiddleware
 
 from core.errors import error_body
+from core.hosts import INTERNAL_HOST, is_internal_path
 from core.logging import log_context
 from core.metrics import HTTP_REQUEST_DURATION
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _internal_host() -> str:
+    return INTERNAL_HOST
+
+
+class InternalHostMiddleware:
+    """First in the chain: a request for an internal endpoint (``core.hosts.is_internal_path``)
+    answers to ``INTERNAL_HOST`` whatever its ``Host`` says, so that Django's check (in
+    ``CommonMiddleware``, CSRF, any absolute URL) passes for kubelet, Dapr and Prometheus, which
+    call by pod address. Every other path keeps the check against ``ALLOWED_HOSTS``."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if is_internal_path(request.path_info):
+            request.get_host = _internal_host
+        return self.get_response(request)
 
 
 class RequestIdMiddleware:

@@ -7,3 +7,6 @@ class EventsConfig(AppConfig):
 
     def ready(self) -> None:
         from events import metrics  # noqa: F401  (every process exports every metric)
+        from events.dead_letters import register_dead_letter_consumer
+
+        register_dead_letter_consumer()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from events import conf, topics
 from events.schemas import Envelope
@@ -49,6 +50,15 @@ class Consumer:
     # batch then takes them all first, in one order. False for consumers that only read
     # events or write rows no user's lock guards, so they never hold writers up.
     writes_for_users: bool = True
+    # Further topics it reads besides ``topic`` (each a subscription of its own).
+    more_topics: tuple[str, ...] = ()
+    # A runner of its own, for a consumer that does not apply envelopes through ``handle``
+    # (the dead-letter reader): called as ``runner(consumer, dapr=<bool>)``.
+    runner: Callable[..., Any] | None = None
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic, *self.more_topics)
 
     def wants(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
@@ -67,7 +77,8 @@ _registry: dict[str, Consumer] = {}
 
 
 def register(consumer: Consumer) -> Consumer:
-    topics.check_name(consumer.topic)
+    for topic in consumer.topics:
+        topics.check_name(topic)
     if not consumer.name or not topics.VALID_NAME.match(consumer.name):
         raise ValueError(f"Invalid consumer name {consumer.name!r}")
     existing = _registry.get(consumer.name)

@@ -183,6 +183,7 @@ def deliver(
             delay = min(delay * 2, conf.get("EVENTS_RETRY_MAX_SECONDS"))
             continue
         count(consumer, {outcome: 1})
+        metrics.observe_delay(consumer.name, [envelope.timestamp])
         return outcome
 
 
@@ -204,6 +205,7 @@ def _give_up(consumer, envelope, topic, exc, attempts, in_same_transaction) -> O
             raise DatabaseUnavailable(str(db_exc)) from db_exc
         raise
     count(consumer, {Outcome.DEAD_LETTERED: 1})
+    metrics.observe_delay(consumer.name, [envelope.timestamp])
     return Outcome.DEAD_LETTERED
 
 

@@ -136,6 +136,7 @@ class EmbeddedConsumerRunner:
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
         count(self.consumer, outcomes)
+        metrics.observe_delay(self.consumer.name, [envelope.timestamp for envelope in envelopes])
         self.handled += len(batch.rows)
         return len(batch.rows), batch.in_span and len(batch.rows) < self.batch_size
 
@@ -259,10 +260,23 @@ def _json_object(text: str) -> dict | None:
 
 
 class DaprConsumerRunner:
-    """A Dapr streaming subscription for one consumer."""
+    """A Dapr streaming subscription for one consumer, on its topic (or ``topic``, one of its
+    ``topics``), whose failures Dapr forwards to ``dead_letter_topic`` (its own by default;
+    empty: none)."""
 
-    def __init__(self, consumer: Consumer, *, pubsub_name: str | None = None):
+    def __init__(
+        self,
+        consumer: Consumer,
+        *,
+        pubsub_name: str | None = None,
+        topic: str | None = None,
+        dead_letter_topic: str | None = None,
+    ):
         self.consumer = consumer
+        self.topic = topic or consumer.topic
+        self.dead_letter_topic = (
+            consumer.dead_letters_topic if dead_letter_topic is None else dead_letter_topic
+        )
         self.pubsub_name = pubsub_name or conf.get("DAPR_PUBSUB_NAME")
         self.stop_event = threading.Event()
         self.healthy = threading.Event()
@@ -318,6 +332,9 @@ class DaprConsumerRunner:
                 )
             else:
                 count(self.consumer, outcomes)
+                metrics.observe_delay(
+                    self.consumer.name, [envelope.timestamp for _, envelope in valid]
+                )
                 for index, _ in valid:
                     answers[index] = "success"
                 self.handled += len(valid)
@@ -432,26 +449,27 @@ class DaprConsumerRunner:
                     self._busy = False
 
     def run(self, client=None) -> None:
-        from dapr.clients import DaprClient
         from dapr.clients.grpc._response import TopicEventResponse
 
+        from events.brokers.dapr import dapr_client
+
         own_client = client is None
-        client = client or DaprClient()
+        client = client or dapr_client()
         logger.info(
             "consumer %s subscribing to %s/%s (dead letters: %s)",
             self.consumer.name,
             self.pubsub_name,
-            self.consumer.topic,
-            self.consumer.dead_letters_topic,
+            self.topic,
+            self.dead_letter_topic or "none",
         )
         try:
             while not self.stop_event.is_set():
                 try:
                     subscription = client.subscribe(
                         pubsub_name=self.pubsub_name,
-                        topic=self.consumer.topic,
+                        topic=self.topic,
                         metadata={"consumerID": self.consumer.name},
-                        dead_letter_topic=self.consumer.dead_letters_topic,
+                        dead_letter_topic=self.dead_letter_topic or None,
                     )
                 except Exception as exc:
                     self.healthy.clear()
@@ -491,7 +509,10 @@ def _let_answers_leave(subscription, timeout: float = 1.0) -> None:
 
 
 def runner_for(consumer: Consumer, *, broker: str | None = None):
-    if (broker or conf.get("EVENTS_BROKER")) == "dapr":
+    dapr = (broker or conf.get("EVENTS_BROKER")) == "dapr"
+    if consumer.runner is not None:
+        return consumer.runner(consumer, dapr=dapr)
+    if dapr:
         return DaprConsumerRunner(consumer)
     return EmbeddedConsumerRunner(consumer)
 

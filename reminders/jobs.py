@@ -81,15 +81,16 @@ _client = None
 
 
 def _get_client():
-    """One client per process. ``DaprClient()`` reads the SDK's own environment
-    (``DAPR_GRPC_ENDPOINT``, ``DAPR_HTTP_ENDPOINT``, ``DAPR_API_TOKEN``, ...) and waits for the
-    sidecar's health endpoint the first time."""
+    """One client per process. It reads the SDK's own environment (``DAPR_GRPC_ENDPOINT``,
+    ``DAPR_HTTP_ENDPOINT``, ...), sends the app's ``DAPR_API_TOKEN`` on every call
+    (``events.brokers.dapr.dapr_client``) and waits for the sidecar's health endpoint the
+    first time."""
     global _client
     with _client_lock:
         if _client is None:
-            from dapr.clients import DaprClient
+            from events.brokers.dapr import dapr_client
 
-            _client = DaprClient(interceptors=[_Deadline()])
+            _client = dapr_client(interceptors=[_Deadline()])
         return _client
 
 

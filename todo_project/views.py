@@ -8,6 +8,7 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 
 from core import metrics
+from events.metrics import EVENT_HEALTH_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -28,5 +29,7 @@ def readyz(request):
 
 
 def metrics_view(request):
-    body, content_type = metrics.render()
+    # The web process also says how the relay and consumers are doing, from the database, so
+    # that a dead worker does not silence its own alerts.
+    body, content_type = metrics.render(EVENT_HEALTH_REGISTRY)
     return HttpResponse(body, content_type=content_type)

@@ -3,8 +3,9 @@
 Each envelope becomes one CloudEvent whose id is the ``event_id`` (``cloudevent.id``), whose type
 is the ``event_type``, and whose ``partitionKey`` is the user id, so Kafka keeps one user's events
 in one partition and in order. Batches go through the bulk publish API; a batch of one through
-the single publish API. The sidecar's address and token come from the SDK's own variables
-(``DAPR_GRPC_ENDPOINT``, ``DAPR_API_TOKEN``, ...).
+the single publish API. The sidecar's address comes from the SDK's own variables
+(``DAPR_GRPC_ENDPOINT``, ...); its token from the ``DAPR_API_TOKEN`` setting (the variable, or
+``DAPR_API_TOKEN_FILE``), which every client made by ``dapr_client`` sends as ``dapr-api-token``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import uuid
 from collections import defaultdict
 
 from dapr.clients import BulkPublishEntry, DaprClient
+from dapr.conf import settings as dapr_settings
+from django.conf import settings
 
 from events.brokers import BrokerUnavailable, OutboxRow
 
@@ -29,6 +32,24 @@ def publish_metadata(row: OutboxRow) -> dict[str, str]:
     }
 
 
+def use_api_token() -> None:
+    """Hand the ``DAPR_API_TOKEN`` setting to the SDK, whose clients send it as
+    ``dapr-api-token`` on every call (publish, subscriptions, jobs, its health check). Without
+    one, the SDK reads its own variable."""
+    token = getattr(settings, "DAPR_API_TOKEN", "")
+    if token:
+        setattr(dapr_settings, "DAPR_API_TOKEN", token)  # noqa: B010 (read through __getattr__)
+    else:
+        vars(dapr_settings).pop("DAPR_API_TOKEN", None)
+
+
+def dapr_client(**options) -> DaprClient:
+    """A ``DaprClient`` that carries the app's token. It waits for the sidecar's health
+    endpoint (``DAPR_HEALTH_TIMEOUT``, 60 s by default)."""
+    use_api_token()
+    return DaprClient(**options)
+
+
 class DaprBroker:
     name = "dapr"
 
@@ -39,8 +60,7 @@ class DaprBroker:
     @property
     def client(self) -> DaprClient:
         if self._client is None:
-            # Waits for the sidecar's health endpoint (DAPR_HEALTH_TIMEOUT, 60 s by default).
-            self._client = DaprClient()
+            self._client = dapr_client()
         return self._client
 
     def publish(self, rows: list[OutboxRow]) -> set[uuid.UUID]:

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         if list or not name:
             for consumer in all_consumers():
                 kinds = ", ".join(sorted(consumer.event_types)) if consumer.event_types else "all"
-                self.stdout.write(f"{consumer.name}\t{consumer.topic}\t{kinds}")
+                self.stdout.write(f"{consumer.name}\t{','.join(consumer.topics)}\t{kinds}")
             if not name:
                 return
         try:
@@ -37,7 +37,10 @@ class Command(BaseCommand):
         except UnknownConsumer as exc:
             raise CommandError(str(exc)) from None
         broker = broker or conf.get("EVENTS_BROKER")
-        runner = runner_for(consumer, broker=broker)
+        try:
+            runner = runner_for(consumer, broker=broker)
+        except ValueError as exc:  # a consumer that cannot run on this broker
+            raise CommandError(str(exc)) from None
         port = settings.METRICS_PORT if metrics_port is None else metrics_port
         run_until_signalled(
             runner, name=f"consumer-{consumer.name}", metrics_port=port, listen=broker != "dapr"
