@@ -11,6 +11,8 @@ from enum import IntEnum
 from typing import Any
 
 TASK_EVENT_PREFIX = "task."
+# After these the task is in no list (in the trash, or gone for good): frames carry no task.
+TASK_GONE_EVENTS = frozenset({"task.deleted", "task.purged"})
 NOTIFICATION_EVENT_PREFIX = "notification."
 # The layer message type; Channels dispatches it to ``TaskUpdatesConsumer.realtime_event``.
 LAYER_EVENT = "realtime.event"
@@ -38,13 +40,13 @@ def dumps(frame: dict[str, Any]) -> str:
 def event_frame(envelope_data: dict[str, Any]) -> dict[str, Any]:
     """The frame for one event, from the envelope as JSON-mode data.
 
-    ``task`` is the snapshot after the change, or ``None`` for a deletion and for events that are
-    not about a task's state; ``notification`` is set for ``notification.*`` events.
+    ``task`` is the snapshot after the change (``task.restored`` brings a task back from the
+    trash), or ``None`` for a deletion or purge and for events that are not about a task's state; ``notification`` is set for ``notification.*`` events.
     """
     event_type = envelope_data["event_type"]
     payload = envelope_data.get("payload") or {}
     task = None
-    if event_type.startswith(TASK_EVENT_PREFIX) and event_type != "task.deleted":
+    if event_type.startswith(TASK_EVENT_PREFIX) and event_type not in TASK_GONE_EVENTS:
         task = payload.get("task_data")
     notification = None
     if event_type.startswith(NOTIFICATION_EVENT_PREFIX):

@@ -22,7 +22,12 @@ from recurrence.metrics import RECURRENCE_GENERATION
 from recurrence.models import StoppedSeries
 from tasks.errors import TaskConflict
 from tasks.models import Task
-from tasks.recurrence_rules import RecurrenceError, next_occurrence, parse_rule
+from tasks.recurrence_rules import (
+    RecurrenceError,
+    SeriesPosition,
+    following_instances,
+    parse_rule,
+)
 from tasks.services import task_create
 from tasks.validation import MAX_REMINDER_OFFSET
 
@@ -49,15 +54,14 @@ def _reminder_offset(snapshot: dict, due_at: datetime) -> timedelta | None:
 
 
 def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
-    """Create the instance that follows a completed one (``snapshot`` is the completed task's
-    representation). Returns None when there is nothing to create: not recurring, the series
-    was stopped or has ended, or a later instance exists already (a redelivered event, a task
-    completed again after a reopen, another consumer that got there first). A rule that cannot
-    be expanded (stored before a fix, say) ends the series with a warning in the log.
+    """Create the instance that follows a closed one (``snapshot`` is the completed or skipped
+    task's representation). Returns None when there is nothing to create: not recurring, the
+    series was stopped or has ended, or a later instance exists already (a redelivered event, a
+    task completed again after a reopen, another consumer that got there first). A rule that
+    cannot be expanded (stored before a fix, say) ends the series with a warning in the log.
 
-    The next due time is the series' first occurrence after both the completed instance's due
-    time and now, so an instance completed late is followed by the next one still to come, not
-    by a backlog.
+    Its due time is the first of ``tasks.recurrence_rules.following_instances``, the function
+    ``GET /api/tasks/<id>/occurrences/`` lists the series with.
     """
     rule_text = snapshot.get("recurrence_pattern") or "none"
     series = snapshot.get("series_id")
@@ -69,24 +73,38 @@ def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
         lock_user(user_id)
         if selectors.series_is_stopped(user_id=user_id, series_id=series_id):
             return None
-        if selectors.series_has_instance_after(user_id=user_id, series_id=series_id, due_at=due_at):
+        if selectors.series_has_instance_after(
+            user_id=user_id, series_id=series_id, task_id=snapshot["id"]
+        ):
             return None
-        anchor = selectors.series_anchor(
+        anchored = selectors.series_anchor(
             user_id=user_id, series_id=series_id, task_id=snapshot["id"]
         )
-        if anchor is None:
+        if anchored is None:
             # Every instance is gone: carry on from this one.
             logger.warning(
                 "series %s has no instance left; restarting it from its last due time", series_id
             )
-            anchor = due_at
+            anchored = (due_at, int(snapshot.get("series_index") or 0))
+        anchor, anchor_index = anchored
         tz_name = snapshot.get("timezone") or "UTC"
         now = timezone.now()
+        closed_at = _when(snapshot.get("completed_at")) or _when(snapshot.get("skipped_at")) or now
         try:
-            found = next_occurrence(
-                parse_rule(rule_text), anchor=anchor, tz=tz_name, after=max(due_at, now)
+            rule = parse_rule(rule_text)
+            if rule is None:
+                return None
+            position = SeriesPosition(
+                rule=rule,
+                tz=tz_name,
+                anchor=anchor,
+                anchor_index=anchor_index,
+                due_at=due_at,
+                index=int(snapshot.get("series_index") or 0),
+                repeat_from=snapshot.get("repeat_from") or "due",
             )
-        except (RecurrenceError, ValueError, OverflowError) as exc:
+            found = next(following_instances(position, closed_at=closed_at, now=now), None)
+        except (RecurrenceError, ValueError, OverflowError, TypeError) as exc:
             # Retrying cannot make a rule expandable: end the series instead of dead-lettering.
             logger.warning(
                 "series %s of user %s ends: its rule %r cannot be expanded (%s)",
@@ -98,7 +116,6 @@ def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
             return None
         if found is None:
             return None  # the series has ended (until / count)
-        next_due, index = found
         try:
             task = task_create(
                 user_id=user_id,
@@ -106,13 +123,15 @@ def series_create_next(*, user_id: str, snapshot: dict) -> Task | None:
                 description=snapshot.get("description") or "",
                 priority=snapshot.get("priority") or "medium",
                 tags=snapshot.get("tags") or [],
-                due_date=next_due,
+                due_date=found.due_at,
                 reminder_time=_reminder_offset(snapshot, due_at),
                 recurrence_pattern=rule_text,
                 timezone_name=tz_name,
+                repeat_from=snapshot.get("repeat_from") or "due",
                 series_id=series_id,
-                series_anchor=anchor,
-                series_index=index,
+                series_anchor=found.anchor,
+                series_index=found.index,
+                series_anchor_index=found.anchor_index,
                 check_reminder_in_past=False,
             )
         except TaskConflict as exc:

@@ -62,7 +62,8 @@ def reminder_sync_for_task(change: TaskChange) -> None:
     """Bring the task's reminder in line with the task, inside the task change's transaction.
 
     Scheduled when the task has a reminder time and is not completed; moved when that time
-    changes; cancelled when the task is completed or deleted or loses its reminder. A reminder
+    changes; cancelled when the task is completed, skipped, trashed or deleted or loses its
+    reminder, and scheduled again when it comes back from the trash still to come. A reminder
     time that has already passed on a task that is itself already due reminds of nothing and is
     not scheduled; one that has passed on a task still to come fires at once (late).
     """
@@ -71,12 +72,15 @@ def reminder_sync_for_task(change: TaskChange) -> None:
         return  # no reminder now and none before: nothing can be scheduled
     now = timezone.now()
     reminder = Reminder.objects.select_for_update().filter(task_id=task.pk).first()
-    if change.action == "deleted":
+    if change.action in {"deleted", "purged"}:
         wanted, reason = None, "deleted"
-    elif task.completed:
+    elif task.completed or task.skipped_at is not None:
+        # A skipped occurrence is closed like a completed one.
         wanted, reason = None, "completed"
     else:
         wanted, reason = task.remind_at, "cleared"
+    if change.action == "restored" and (wanted is None or wanted <= now):
+        return  # back from the trash: reminded again only of what is still to come
 
     if wanted is None:
         if reminder is not None and reminder.state == ReminderState.SCHEDULED:
@@ -208,6 +212,8 @@ def _wants(task: Task | None, reminder: Reminder) -> bool:
         task is not None
         and task.user_id == reminder.user_id
         and not task.completed
+        and task.skipped_at is None
+        and task.deleted_at is None
         and task.remind_at == reminder.fire_at
     )
 

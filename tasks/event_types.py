@@ -1,7 +1,8 @@
-"""The task events: ``task.created|updated|completed|reopened|deleted``.
+"""The task events: ``task.created|updated|completed|reopened|skipped|deleted|restored|purged``.
 
 Each payload carries ``task_id`` and the task as REST shows it (``task_data``), plus
-``changed_fields`` and ``previous`` for a change and ``stop_series`` for a delete. They go to
+``changed_fields`` and ``previous`` for a change, ``stop_series`` and ``trashed`` for a delete
+and ``reason`` for a purge (a task leaving the trash for good). They go to
 ``task-events`` (background services) and ``task-updates`` (clients). The task services record
 the event of each change (``task_event``) before they announce the change, so the events other
 apps record for it come after it. Registered in ``TasksConfig.ready``.
@@ -22,9 +23,11 @@ from tasks.models import (
     MAX_TAGS,
     PRIORITY_LABELS,
     RECURRENCE_MAX_LENGTH,
+    REPEAT_FROM_CHOICES,
     TAG_MAX_LENGTH,
     TIMEZONE_MAX_LENGTH,
     TITLE_MAX_LENGTH,
+    TRASH_RETENTION,
 )
 from tasks.signals import TaskChange
 
@@ -32,14 +35,27 @@ TASK_CREATED = "task.created"
 TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
 TASK_REOPENED = "task.reopened"
+TASK_SKIPPED = "task.skipped"
 TASK_DELETED = "task.deleted"
+TASK_RESTORED = "task.restored"
+TASK_PURGED = "task.purged"
 TASK_EVENT_TYPES = frozenset(
-    {TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED}
+    {
+        TASK_CREATED,
+        TASK_UPDATED,
+        TASK_COMPLETED,
+        TASK_REOPENED,
+        TASK_SKIPPED,
+        TASK_DELETED,
+        TASK_RESTORED,
+        TASK_PURGED,
+    }
 )
 
 TASK_TOPICS = (topics.TASK_EVENTS, topics.TASK_UPDATES)
 
 PriorityLabel = Literal[PRIORITY_LABELS]  # type: ignore[valid-type]
+RepeatFromLabel = Literal[REPEAT_FROM_CHOICES]  # type: ignore[valid-type]
 
 
 class TaskSnapshot(BaseModel):
@@ -65,6 +81,14 @@ class TaskSnapshot(BaseModel):
     recurrence_pattern: str = Field(max_length=RECURRENCE_MAX_LENGTH)
     series_id: uuid.UUID | None
     series_index: int = Field(ge=0)
+    # Absent from events recorded before series could repeat from completion, skip or trash.
+    repeat_from: RepeatFromLabel = "due"
+    skipped_at: UtcDatetime | None = Field(
+        default=None, description="Set when this occurrence of a series was skipped."
+    )
+    deleted_at: UtcDatetime | None = Field(
+        default=None, description="Set while the task is in the trash."
+    )
     timezone: str = Field(min_length=1, max_length=TIMEZONE_MAX_LENGTH)
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -99,6 +123,20 @@ class TaskChangePayload(TaskPayload):
 
 class TaskDeletedPayload(TaskPayload):
     stop_series: bool = Field(description="The recurring series ends with this task.")
+    trashed: bool = Field(
+        default=False,
+        description="The task went to the trash (it can be restored until `purge_after`); "
+        "false when it was deleted at once.",
+    )
+    purge_after: UtcDatetime | None = Field(
+        default=None, description="When the retention sweep purges it from the trash."
+    )
+
+
+class TaskPurgedPayload(TaskPayload):
+    reason: Literal["expired", "requested"] = Field(
+        description="Its time in the trash ran out, or it was deleted from the trash."
+    )
 
 
 class TaskCreated(Envelope):
@@ -121,20 +159,41 @@ class TaskReopened(Envelope):
     payload: TaskChangePayload
 
 
+class TaskSkipped(Envelope):
+    event_type: Literal["task.skipped"]
+    payload: TaskChangePayload
+
+
 class TaskDeleted(Envelope):
     event_type: Literal["task.deleted"]
     payload: TaskDeletedPayload
+
+
+class TaskRestored(Envelope):
+    event_type: Literal["task.restored"]
+    payload: TaskChangePayload
+
+
+class TaskPurged(Envelope):
+    event_type: Literal["task.purged"]
+    payload: TaskPurgedPayload
 
 
 def task_event(change: TaskChange) -> NewEvent:
     """The event that records ``change``, to write in the change's own transaction."""
     snapshot = change.snapshot
     payload: dict = {"task_id": snapshot["id"], "task_data": snapshot}
-    if change.action in {"updated", "completed", "reopened"}:
+    if change.action in {"updated", "completed", "reopened", "skipped", "restored"}:
         payload["changed_fields"] = list(change.changed_fields)
         payload["previous"] = dict(change.previous)
     elif change.action == "deleted":
         payload["stop_series"] = bool(change.options.get("stop_series", False))
+        trashed = bool(change.options.get("trashed", False))
+        payload["trashed"] = trashed
+        deleted_at = change.task.deleted_at
+        payload["purge_after"] = deleted_at + TRASH_RETENTION if trashed and deleted_at else None
+    elif change.action == "purged":
+        payload["reason"] = change.options["reason"]
     return NewEvent(event_type=f"task.{change.action}", user_id=change.user_id, payload=payload)
 
 
@@ -154,7 +213,24 @@ def register() -> None:
         TaskReopened, topics=TASK_TOPICS, description="A completed task was marked not done."
     )
     register_event_type(
+        TaskSkipped,
+        topics=TASK_TOPICS,
+        description="An occurrence of a recurring series was skipped: closed, not done; the "
+        "series goes on to its next instance.",
+    )
+    register_event_type(
         TaskDeleted,
         topics=TASK_TOPICS,
-        description="A task was deleted; `task_data` is its last state.",
+        description="A task was deleted: moved to the trash (`trashed`), or at once; "
+        "`task_data` is its last state.",
+    )
+    register_event_type(
+        TaskRestored,
+        topics=TASK_TOPICS,
+        description="A task came back from the trash, as it was.",
+    )
+    register_event_type(
+        TaskPurged,
+        topics=TASK_TOPICS,
+        description="A task in the trash was deleted for good; `task_data` is its last state.",
     )

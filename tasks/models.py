@@ -2,15 +2,17 @@
 
 Writes happen only in ``tasks.services`` (see ``tasks.write_guard``); the database itself keeps
 what must hold even against raw SQL: the owner never changes, enums and lengths are checked, and
-the search vector is a generated column.
+the search vector is kept by a trigger.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pgtrigger
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Cast, Length, Lower, Now
@@ -20,7 +22,9 @@ from core.users import USER_ID_MAX_LENGTH
 from events.models import NAME_MAX_LENGTH
 from tasks.write_guard import GuardedTaskManager, assert_writes_allowed
 
-SEARCH_CONFIG = "english"
+# The accent-free, unstemmed words of every task (a text search configuration made by
+# migration 0006): highlighting and typo correction compare words in it.
+SEARCH_CONFIG = "tasks_simple"
 
 
 class Priority(models.IntegerChoices):
@@ -57,10 +61,35 @@ WHEN_TEXT_MAX_LENGTH = 64
 
 
 class Status(models.TextChoices):
-    """A task's state as the API names it (stored as ``completed``)."""
+    """A task's state as the API names it (stored as ``completed`` and ``skipped_at``): a
+    skipped occurrence of a series is closed without being done."""
 
     PENDING = "pending"
     COMPLETED = "completed"
+    SKIPPED = "skipped"
+
+
+class RepeatFrom(models.TextChoices):
+    """Where a series counts its next due time from: the due time of the instance just closed
+    (the rule's own calendar), or the moment it was completed or skipped (Todoist's ``every!``),
+    keeping the time of day of the due date."""
+
+    DUE = "due"
+    COMPLETION = "completion"
+
+
+# How a change of a recurring instance's due date applies: to that occurrence alone, or to the
+# series (its anchor moves, and so every later occurrence).
+APPLY_TO_CHOICES: tuple[str, ...] = ("instance", "series")
+REPEAT_FROM_CHOICES: tuple[str, ...] = tuple(RepeatFrom.values)
+REPEAT_FROM_MAX_LENGTH = 16
+# A deleted task stays in the trash this long, then the retention sweep purges it.
+TRASH_RETENTION = timedelta(days=30)
+# How long after a change its author (the same token) may undo it.
+UNDO_WINDOW = timedelta(minutes=10)
+# How many next due times ``/occurrences/`` lists at most, and by default.
+MAX_OCCURRENCES = 100
+DEFAULT_OCCURRENCES = 10
 
 
 # What a list of tasks can ask for.
@@ -72,6 +101,15 @@ DEFAULT_LIMIT = 50
 MAX_OFFSET = 1_000_000
 SEARCH_MAX_LENGTH = 200
 
+
+_SEARCH_VECTOR_FUNC = """
+    IF TG_OP = 'INSERT' OR NEW.title IS DISTINCT FROM OLD.title
+        OR NEW.description IS DISTINCT FROM OLD.description OR NEW.tags IS DISTINCT FROM OLD.tags
+        OR NEW.search_vector IS DISTINCT FROM OLD.search_vector THEN
+        NEW.search_vector := tasks_search_document(NEW.title, NEW.description, NEW.tags);
+    END IF;
+    RETURN NEW;
+"""
 
 _LEXICON_FUNC = """
     INSERT INTO tasks_searchlexeme (user_id, lexeme)
@@ -100,19 +138,25 @@ class Task(models.Model):
     series_id = models.UUIDField(null=True, blank=True)
     series_anchor = models.DateTimeField(null=True, blank=True)
     series_index = models.PositiveIntegerField(default=0)
+    # The index of the occurrence at ``series_anchor``: a series moved at instance n, or
+    # repeating from completion, restarts its calendar there and keeps counting toward COUNT.
+    series_anchor_index = models.PositiveIntegerField(default=0)
+    repeat_from = models.CharField(
+        max_length=REPEAT_FROM_MAX_LENGTH, choices=RepeatFrom.choices, default=RepeatFrom.DUE
+    )
+    # A skipped occurrence: closed, not done; the series went on to its next instance.
+    skipped_at = models.DateTimeField(null=True, blank=True)
+    # In the trash since then: hidden from every read but the trash, purged after
+    # ``TRASH_RETENTION``.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     timezone = models.CharField(max_length=TIMEZONE_MAX_LENGTH, default=DEFAULT_TIMEZONE)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     version = models.PositiveIntegerField(default=1)
-    search_vector = models.GeneratedField(
-        expression=(
-            SearchVector("title", weight="A", config=SEARCH_CONFIG)
-            + SearchVector("description", weight="B", config=SEARCH_CONFIG)
-            + SearchVector(Cast("tags", models.TextField()), weight="C", config=SEARCH_CONFIG)
-        ),
-        output_field=SearchVectorField(),
-        db_persist=True,
-    )
+    # Kept by the ``task_search_vector`` trigger with ``tasks_search_document`` (migration
+    # 0006): every word accent-free, stemmed in the languages the task is written in, and
+    # Chinese or Japanese text as character pairs. Never written by Django.
+    search_vector = SearchVectorField(null=True, editable=False)
 
     # Tags in lower case, for filters that ignore case as uniqueness does.
     tags_folded = models.GeneratedField(
@@ -146,6 +190,16 @@ class Task(models.Model):
                 name="task_user_pending_created_idx",
                 condition=Q(completed=False),
             ),
+            models.Index(
+                fields=["user_id", "deleted_at", "id"],
+                name="task_user_trash_idx",
+                condition=Q(deleted_at__isnull=False),
+            ),
+            models.Index(
+                fields=["deleted_at"],
+                name="task_trash_age_idx",
+                condition=Q(deleted_at__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -165,6 +219,13 @@ class Task(models.Model):
                 | Q(completed=True, completed_at__isnull=False),
                 name="task_completed_at_consistent",
             ),
+            models.CheckConstraint(
+                condition=Q(completed=False) | Q(skipped_at__isnull=True),
+                name="task_done_or_skipped",
+            ),
+            models.CheckConstraint(
+                condition=Q(repeat_from__in=REPEAT_FROM_CHOICES), name="task_repeat_from_valid"
+            ),
             models.CheckConstraint(condition=~Q(user_id=""), name="task_user_id_not_empty"),
             models.CheckConstraint(condition=Q(version__gte=1), name="task_version_positive"),
             # One instance per series and due time: a redelivered or concurrent "create the
@@ -176,6 +237,12 @@ class Task(models.Model):
         triggers = [
             pgtrigger.ReadOnly(name="task_user_id_read_only", fields=["user_id"]),
             # Keep the owner's lexicon (see SearchLexeme) holding every word of their tasks.
+            pgtrigger.Trigger(
+                name="task_search_vector",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.Update,
+                func=_SEARCH_VECTOR_FUNC,
+            ),
             pgtrigger.Trigger(
                 name="task_lexicon_on_insert",
                 when=pgtrigger.After,
@@ -260,6 +327,8 @@ class TaskHistory(models.Model):
     changed_fields = ArrayField(models.CharField(max_length=NAME_MAX_LENGTH), default=list)
     previous = models.JSONField(default=dict)
     task_data = models.JSONField()
+    # Who made the change (the envelope's ``actor``); null for events recorded before it.
+    actor = models.JSONField(null=True, blank=True)
     recorded_at = models.DateTimeField(db_default=Now())
 
     class Meta:

@@ -755,25 +755,116 @@ def occurrence(rule: Rule, *, anchor: datetime, tz: str, index: int) -> datetime
     return series.utc(day)
 
 
+def series_dues(
+    rule: Rule, *, anchor: datetime, tz: str, after: datetime, anchor_index: int = 0
+) -> Iterator[tuple[datetime, int]]:
+    """The series' occurrences strictly after ``after``, in order, as (UTC datetime, index),
+    until the series ends. ``anchor`` is occurrence ``anchor_index`` (a series restarted at one
+    of its instances keeps its numbering): COUNT counts from index 0 whatever the anchor."""
+    series = _series(rule, anchor, tz)
+    _require_aware(after, "after")
+    from_day: date | None = None
+    if series.anchor_utc > after:
+        if rule.count is not None and anchor_index >= rule.count:
+            return
+        yield series.anchor_utc, anchor_index
+    else:
+        try:
+            # Two days of slack: an occurrence two local days earlier is always earlier in time.
+            from_day = after.astimezone(series.zone).date() - timedelta(days=2)
+        except OverflowError:
+            return
+    for offset, day in series.days(from_day):
+        index = anchor_index + offset
+        if series.ended(index, day):
+            return
+        when = series.utc(day)
+        if when is None:
+            return
+        if when > after:
+            yield when, index
+
+
 def next_occurrence(
     rule: Rule, *, anchor: datetime, tz: str, after: datetime
 ) -> tuple[datetime, int] | None:
     """First occurrence strictly after ``after``, as (UTC datetime, index); None once ended."""
-    series = _series(rule, anchor, tz)
-    _require_aware(after, "after")
-    if series.anchor_utc > after:
-        return series.anchor_utc, 0
-    try:
-        # Two days of slack: an occurrence two local days earlier is always earlier in time.
-        from_day = after.astimezone(series.zone).date() - timedelta(days=2)
-    except OverflowError:
+    return next(series_dues(rule, anchor=anchor, tz=tz, after=after), None)
+
+
+@dataclass(frozen=True)
+class SeriesPosition:
+    """Where an instance stands in its series: what the next instance is computed from."""
+
+    rule: Rule
+    tz: str
+    anchor: datetime
+    anchor_index: int
+    due_at: datetime
+    index: int
+    repeat_from: str = "due"
+
+
+@dataclass(frozen=True)
+class NextInstance:
+    """An instance that follows another: its due time, index, and the anchor it keeps."""
+
+    due_at: datetime
+    index: int
+    anchor: datetime
+    anchor_index: int
+
+
+def restart_point(*, due_at: datetime, closed_at: datetime, tz: str) -> datetime:
+    """The day an instance was closed, at its due time of day on the wall clock of ``tz``: a
+    series that repeats from completion counts from there (a gap in the clock moves it on)."""
+    zone = ZoneInfo(validate_timezone(tz))
+    wall = due_at.astimezone(zone).time().replace(fold=0)
+    day = closed_at.astimezone(zone).date()
+    return datetime.combine(day, wall, tzinfo=zone).astimezone(UTC)
+
+
+def following_instances(
+    position: SeriesPosition, *, closed_at: datetime, now: datetime
+) -> Iterator[NextInstance]:
+    """The instances after ``position`` once it is closed (completed or skipped) at
+    ``closed_at``: the first is the one the recurrence consumer creates, the ones after it what
+    follows when each is closed on its due time. The one source of the next due time.
+
+    Repeating from the due time, the next instance is the rule's next occurrence after this
+    instance's own place in the rule (an occurrence moved on its own leaves the calendar where
+    it was) and after ``now`` (a late completion is followed by the next one still to come, not
+    a backlog); never at the moved instance's own time. Repeating from completion, the series
+    restarts on the day it was closed, at its time of day, and keeps counting toward COUNT.
+    """
+    rule, tz = position.rule, position.tz
+    if position.repeat_from == "completion":
+        base = restart_point(due_at=position.due_at, closed_at=closed_at, tz=tz)
+        anchor, anchor_index, after = base, position.index, base
+    else:
+        anchor, anchor_index = position.anchor, position.anchor_index
+        placed = _place_in_rule(position)
+        after = max(placed or position.due_at, now)
+    for due_at, index in series_dues(
+        rule, anchor=anchor, tz=tz, after=after, anchor_index=anchor_index
+    ):
+        if due_at != position.due_at:
+            yield NextInstance(due_at, index, anchor, anchor_index)
+
+
+def _place_in_rule(position: SeriesPosition) -> datetime | None:
+    """Where the rule puts this instance's index (its due time unless it was moved alone)."""
+    relative = position.index - position.anchor_index
+    if relative < 0:
         return None
-    for index, day in series.days(from_day):
-        if series.ended(index, day):
-            return None
-        when = series.utc(day)
-        if when is None:
-            return None
-        if when > after:
-            return when, index
-    return None
+    # COUNT is counted from index 0, which the anchor may not be: series_dues ends the series.
+    return occurrence(
+        _without_end(position.rule), anchor=position.anchor, tz=position.tz, index=relative
+    )
+
+
+def _without_end(rule: Rule) -> Rule:
+    if rule.count is None and rule.until is None:
+        return rule
+    parts = replace(rule.parts, count=None, until=None)
+    return _rule_from_parts(parts)

@@ -14,10 +14,13 @@ from tasks.models import Task
 class TaskChange:
     """One change to one task, as the services describe it.
 
-    ``action`` is ``created``, ``updated``, ``completed``, ``reopened`` or ``deleted``.
-    ``snapshot`` is the task's representation after the change (before it, for a delete).
+    ``action`` is ``created``, ``updated``, ``completed``, ``reopened``, ``skipped``,
+    ``deleted`` (to the trash, or at once), ``restored`` (from the trash) or ``purged`` (from
+    the trash, for good). ``snapshot`` is the task's representation after the change (before
+    it, for a deletion at once or a purge).
     ``previous`` holds the old values of the changed fields (representation names).
-    ``options`` carries service flags other apps care about (``stop_series`` on delete).
+    ``options`` carries service flags other apps care about (``stop_series`` and ``trashed``
+    on delete, ``reason`` on purge).
     """
 
     action: str

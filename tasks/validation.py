@@ -22,6 +22,7 @@ from tasks.models import (
     TAG_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     Priority,
+    RepeatFrom,
 )
 from tasks.recurrence_rules import (
     FREQUENCIES,
@@ -378,6 +379,19 @@ def _check_recurrence_object(value: dict) -> None:
         raise RecurrenceError("rrule must be RRULE text such as FREQ=MONTHLY;BYDAY=-1FR")
 
 
+def clean_repeat_from(value: object) -> str:
+    """``due`` (the default: the rule's own calendar) or ``completion``."""
+    if value is None:
+        return RepeatFrom.DUE
+    if isinstance(value, str) and value in RepeatFrom.values:
+        return value
+    raise TaskValidationError(
+        f"repeat_from must be one of {', '.join(RepeatFrom.values)}.",
+        field="repeat_from",
+        code="invalid_choice",
+    )
+
+
 def check_series_end(rule_text: str, *, anchor: datetime | None, tz_name: str) -> None:
     """A series whose ``until`` is before its first due date would end before it starts."""
     if rule_text == "none" or anchor is None:
@@ -430,5 +444,6 @@ def check_fields(fields: dict) -> None:
     due_at = clean_due(fields.get("due_date"), tz_name=tz_name)
     clean_reminder(fields.get("reminder_time"), due_at=due_at, tz_name=tz_name)
     rule = clean_recurrence(fields.get("recurrence_pattern"))
+    clean_repeat_from(fields.get("repeat_from"))
     # check_series_end needs the series' anchor, which only the service knows.
     require_due_for_recurrence(recurrence_text(rule), due_at)

@@ -5,7 +5,8 @@ whose id starts with a prefix, and answers a ``Report``: each invariant with how
 looked at and what (if anything) broke it.
 
 - every committed change has exactly one event: a task's events carry its versions 1..N, each
-  once, N is the row's version (or the task has exactly one ``task.deleted``), and every change
+  once, N is the row's version (or the task has exactly one event that removed it: a delete at
+  once or a purge from the trash; a move to the trash is a versioned change), and every change
   the client was told succeeded (the ledger) has its event; per user, sequences 1..last with no
   gap or repeat;
 - every event went through the relay (out of its queue; with Dapr, also marked sent). The
@@ -236,7 +237,11 @@ def _task_versions(cursor, like: str, events: list[_Event]) -> Check:
         owner.setdefault(task_id, event.user_id)
         if owner[task_id] != event.user_id:
             result.fail(f"task {task_id}: events of two users")
-        if event.event_type == "task.deleted":
+        # Gone for good: a delete at once, or a purge from the trash. A move to the trash is a
+        # change like any other (the row stays, its version goes up).
+        if event.event_type == "task.purged" or (
+            event.event_type == "task.deleted" and not event.payload.get("trashed")
+        ):
             deleted[task_id] += 1
             continue
         versions[task_id].append(int(event.task["version"]))
@@ -254,7 +259,7 @@ def _task_versions(cursor, like: str, events: list[_Event]) -> Check:
         if task_id in rows:
             user_id, version = rows[task_id]
             if deleted[task_id]:
-                result.fail(f"task {task_id}: exists but has a task.deleted event")
+                result.fail(f"task {task_id}: exists but has an event that removed it")
             if not numbers or numbers[-1] != version:
                 result.fail(
                     f"task {task_id}: row at version {version}, events up to "
@@ -263,7 +268,7 @@ def _task_versions(cursor, like: str, events: list[_Event]) -> Check:
             if owner.get(task_id, user_id) != user_id:
                 result.fail(f"task {task_id}: events name another owner")
         elif deleted[task_id] != 1:
-            result.fail(f"task {task_id}: gone with {deleted[task_id]} task.deleted events")
+            result.fail(f"task {task_id}: gone with {deleted[task_id]} removing events")
     return result
 
 

@@ -64,6 +64,27 @@ def test_task_frames_carry_the_snapshot_except_for_deletions():
     assert (deleted["task"], deleted["task_id"]) == (None, 3)
 
 
+@pytest.mark.parametrize(
+    ("event_type", "extra", "carries_task"),
+    [
+        (
+            "task.skipped",
+            {"changed_fields": ["skipped_at"], "previous": {"skipped_at": None}},
+            True,
+        ),
+        ("task.restored", {"changed_fields": ["deleted_at"], "previous": {}}, True),
+        ("task.purged", {"reason": "expired"}, False),
+    ],
+)
+def test_series_and_trash_frames(event_type, extra, carries_task):
+    snapshot = {"id": 3, "title": "T"}
+    frame = frames.event_frame(
+        _envelope(event_type, {"task_id": 3, "task_data": snapshot, **extra})
+    )
+    assert (frame["event_type"], frame["task_id"]) == (event_type, 3)
+    assert frame["task"] == (snapshot if carries_task else None)
+
+
 def test_notification_frames_carry_the_notification():
     frame = frames.event_frame(
         _envelope(

@@ -29,7 +29,10 @@ def _series(user_id, *, due, rule, tz="UTC", **fields):
 
 
 def _instances(task):
-    return list(Task.objects.filter(series_id=task.series_id).order_by("due_at"))
+    """The series' instances that are not in the trash."""
+    return list(
+        Task.objects.filter(series_id=task.series_id, deleted_at__isnull=True).order_by("due_at")
+    )
 
 
 def _complete_and_next(user_id, task):
@@ -37,7 +40,9 @@ def _complete_and_next(user_id, task):
     services.task_complete(user_id=user_id, task_id=task.pk)
     run_consumers("recurrence")
     return (
-        Task.objects.filter(series_id=task.series_id, due_at__gt=task.due_at)
+        Task.objects.filter(
+            series_id=task.series_id, due_at__gt=task.due_at, deleted_at__isnull=True
+        )
         .order_by("due_at")
         .first()
     )
@@ -280,10 +285,10 @@ def test_deleting_with_stop_series_ends_the_series(user_id):
     assert StoppedSeries.objects.filter(series_id=first.series_id, user_id=user_id).exists()
 
 
-def test_deleting_without_stop_series_lets_the_series_go_on(user_id):
+def test_deleting_for_good_without_stop_series_lets_the_series_go_on(user_id):
     first = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
     second = _complete_and_next(user_id, first)
-    services.task_delete(user_id=user_id, task_id=second.pk)
+    services.task_delete(user_id=user_id, task_id=second.pk, permanent=True)
     run_consumers("recurrence")
     services.task_reopen(user_id=user_id, task_id=first.pk)
 
@@ -292,6 +297,22 @@ def test_deleting_without_stop_series_lets_the_series_go_on(user_id):
     assert again is not None
     assert again.due_at == second.due_at
     assert not StoppedSeries.objects.filter(series_id=first.series_id).exists()
+
+
+def test_an_instance_in_the_trash_is_not_made_again_and_comes_back_on_restore(user_id):
+    # given the next instance of a series moved to the trash
+    first = _series(user_id, due="2031-06-02T10:00:00", rule="daily")
+    second = _complete_and_next(user_id, first)
+    services.task_delete(user_id=user_id, task_id=second.pk)
+    run_consumers("recurrence")
+    # when the instance before it is completed again
+    services.task_reopen(user_id=user_id, task_id=first.pk)
+    assert _complete_and_next(user_id, first) is None
+    # then no copy of it was made; restoring it brings the series back as it was
+    assert Task.objects.filter(series_id=first.series_id).count() == 2
+    services.task_restore(user_id=user_id, task_id=second.pk)
+    assert [t.pk for t in _instances(first)] == [first.pk, second.pk]
+    assert _complete_and_next(user_id, second).due_at == second.due_at + timedelta(days=1)
 
 
 @pytest.mark.django_db(transaction=True)

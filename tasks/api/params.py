@@ -203,6 +203,7 @@ def parse_list_params(params: QueryDict) -> tuple[TaskFilters, int, int]:
         due=_choice(params, "due", DUE_WINDOWS, None),
         timezone=tz_name,
         ordering=tuple(ordering),
+        highlight=_choice(params, "highlight", _QUERY_BOOLEANS, "false") in {"true", "1"},
     )
     limit = _integer(params, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
     offset = _integer(params, "offset", default=0, low=0, high=MAX_OFFSET)

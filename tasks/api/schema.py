@@ -7,7 +7,12 @@ import re
 from tasks.api.serializers import MAX_ORDERING_TERMS, MAX_PRIORITY_VALUES
 from tasks.models import MAX_TAGS
 
-STRICT_REQUEST_COMPONENTS = ("TaskWriteRequest", "PatchedTaskPatchRequest", "TaskPatchRequest")
+STRICT_REQUEST_COMPONENTS = (
+    "TaskWriteRequest",
+    "TaskReplaceRequest",
+    "PatchedTaskPatchRequest",
+    "TaskPatchRequest",
+)
 ERROR_COMPONENT = "Error"
 # The one key under which an operation's 400 response lists the refusals of schema-valid input.
 REFUSALS_KEY = "x-refusals-of-valid-input"
@@ -38,6 +43,7 @@ REFUSALS = {
     "tasks_create": _TASK_WRITE_REFUSALS,
     "tasks_update": [*_TASK_WRITE_REFUSALS, _VERSION_REFUSAL],
     "tasks_partial_update": [*_TASK_WRITE_REFUSALS, _VERSION_REFUSAL],
+    "tasks_occurrences": [("recurrence_pattern", "not_recurring", "the task does not repeat")],
     "tasks_list": [
         (
             "priority",

@@ -77,7 +77,9 @@ def test_the_repair_pads_short_years_and_ends_series_whose_until_is_before_their
 
     _migrate(REPAIR)
 
-    rows = {row.pk: row for row in Task.objects.filter(user_id=user_id)}
+    # Only the columns of that migration's time: later ones do not exist yet.
+    stored_rows = Task.objects.filter(user_id=user_id).only("recurrence_rule", "version")
+    rows = {row.pk: row for row in stored_rows}
     assert {name: rows[pk].recurrence_rule for name, (pk, _) in stored.items()} == {
         name: expected for name, (_, expected) in stored.items()
     }
@@ -85,6 +87,7 @@ def test_the_repair_pads_short_years_and_ends_series_whose_until_is_before_their
         assert rule_to_text(parse_rule(row.recurrence_rule)) == row.recurrence_rule
         assert row.version == 1
     # A repaired series can be written again (the old text was refused on every write).
+    _migrate()
     task, changed = services.task_update(
         user_id=user_id, task_id=stored["year_1"][0], changes={"title": "renamed"}
     )

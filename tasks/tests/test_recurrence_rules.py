@@ -14,11 +14,14 @@ from tasks.recurrence_rules import (
     WEEKDAYS,
     RecurrenceError,
     Rule,
+    SeriesPosition,
+    following_instances,
     next_occurrence,
     occurrence,
     parse_rule,
     rule_to_dict,
     rule_to_text,
+    series_dues,
     validate_timezone,
 )
 
@@ -947,3 +950,66 @@ def test_list_values_with_any_blank_around_them_parse(blank):
     rule = parse_rule(f"FREQ=YEARLY;BYMONTH={blank}2{blank},3;BYMONTHDAY={blank}31,{blank}1")
 
     assert rule_to_text(rule) == "FREQ=YEARLY;BYMONTH=2,3;BYMONTHDAY=1,31"
+
+
+# --- following_instances: the one source of a series' next due times ------------------------
+
+
+def _position(rule, due, *, index=0, anchor=None, anchor_index=0, tz="UTC", repeat_from="due"):
+    return SeriesPosition(
+        rule=parse_rule(rule),
+        tz=tz,
+        anchor=anchor or due,
+        anchor_index=anchor_index,
+        due_at=due,
+        index=index,
+        repeat_from=repeat_from,
+    )
+
+
+def _first(position, closed_at, now=None):
+    found = following_instances(position, closed_at=closed_at, now=now or closed_at)
+    return next(found, None)
+
+
+def test_following_an_occurrence_moved_alone_keeps_to_the_rule():
+    anchor = datetime(2031, 6, 2, 10, tzinfo=UTC)  # a Monday, weekly
+    moved = datetime(2031, 6, 4, 15, tzinfo=UTC)  # this week's occurrence on Wednesday
+    position = _position("weekly", moved, anchor=anchor)
+    following = _first(position, closed_at=moved, now=datetime(2031, 6, 1, tzinfo=UTC))
+    assert (following.due_at, following.index) == (datetime(2031, 6, 9, 10, tzinfo=UTC), 1)
+    assert following.anchor == anchor
+
+
+def test_following_from_completion_restarts_on_the_day_done_at_the_due_time():
+    tz = "America/New_York"
+    due = datetime(2031, 3, 3, 8, 30, tzinfo=ZoneInfo(tz))  # a Monday, before DST
+    position = _position("every mon and thu", due, index=4, tz=tz, repeat_from="completion")
+    # done on Tuesday evening after the clocks went forward (March 9)
+    following = _first(position, closed_at=datetime(2031, 3, 11, 23, 0, tzinfo=ZoneInfo(tz)))
+    # Thursday, 08:30 EDT
+    assert following.due_at == datetime(2031, 3, 13, 12, 30, tzinfo=UTC)
+    assert (following.index, following.anchor_index) == (5, 4)
+
+
+def test_following_from_completion_still_ends_at_count():
+    due = datetime(2031, 1, 1, 9, tzinfo=UTC)
+    last = _position("FREQ=DAILY;COUNT=3", due, index=2, repeat_from="completion")
+    assert _first(last, closed_at=due) is None
+    second = _position("FREQ=DAILY;COUNT=3", due, index=1, repeat_from="completion")
+    assert _first(second, closed_at=due).index == 2
+
+
+def test_following_never_lands_on_the_closed_instances_own_time():
+    anchor = datetime(2031, 6, 2, 10, tzinfo=UTC)
+    moved_onto_the_next = datetime(2031, 6, 3, 10, tzinfo=UTC)
+    position = _position("daily", moved_onto_the_next, anchor=anchor)
+    following = _first(position, closed_at=anchor, now=datetime(2031, 6, 1, tzinfo=UTC))
+    assert (following.due_at, following.index) == (datetime(2031, 6, 4, 10, tzinfo=UTC), 2)
+
+
+def test_series_dues_count_from_the_first_occurrence_whatever_the_anchor():
+    rule = parse_rule("FREQ=DAILY;COUNT=5")
+    anchor = datetime(2031, 1, 10, 9, tzinfo=UTC)
+    dues = list(series_dues(rule, anchor=anchor, tz="UTC", after=anchor, anchor_index=3))
+    assert dues == [(datetime(2031, 1, 11, 9, tzinfo=UTC), 4)]

@@ -146,9 +146,22 @@ def test_delete_returns_snapshot_and_announces(make_task, user_id, announced):
     announced.clear()
     snapshot = services.task_delete(user_id=user_id, task_id=task.pk, stop_series=True)
     assert snapshot["title"] == "bye"
-    assert not Task.objects.filter(pk=task.pk).exists()
+    # the row stays, in the trash
+    assert Task.objects.get(pk=task.pk).deleted_at is not None
+    assert snapshot["deleted_at"] is not None
     assert announced[0].action == "deleted"
-    assert announced[0].options == {"stop_series": True}
+    assert announced[0].options == {"stop_series": True, "trashed": True}
+
+
+def test_permanent_delete_removes_the_row(make_task, user_id, announced):
+    task = make_task(title="bye")
+    announced.clear()
+    snapshot = services.task_delete(user_id=user_id, task_id=task.pk, permanent=True)
+    assert snapshot["deleted_at"] is None
+    assert not Task.objects.filter(pk=task.pk).exists()
+    assert [(c.action, c.options) for c in announced] == [
+        ("deleted", {"stop_series": False, "trashed": False})
+    ]
 
 
 def test_another_users_task_is_not_found(make_task, other_user_id):
@@ -243,8 +256,9 @@ def test_search_vector_is_maintained_by_the_database(make_task, user_id):
     with connection.cursor() as cursor:
         cursor.execute("SELECT search_vector::text FROM tasks_task WHERE id = %s", [task.pk])
         vector = cursor.fetchone()[0]
-    assert "'quarter':1A" in vector or "'quarterli':1A" in vector
-    assert "'number':3B" in vector
+    # each word as written (accent-free) and as stemmed, weighted by where it is
+    assert "'quarterly':1A" in vector and "'quarter':3A" in vector
+    assert "'numbers':5B" in vector and "'number':6B" in vector
     assert "'financ':" in vector and "C" in vector.split("'financ':")[1][:4]
 
 
