@@ -1,20 +1,37 @@
-"""Reads of tasks and their history, always scoped to one user: search, filter, sort, paginate."""
+"""Reads of tasks and their history, always scoped to one user: search, filter, sort, paginate.
+
+A task in the trash is in no read but the trash's (``task_trash_for_user``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import islice
 from zoneinfo import ZoneInfo
 
-from django.contrib.postgres.search import SearchRank
 from django.db.models import Count, F, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tasks.errors import TaskNotFound, TaskValidationError
-from tasks.models import DEFAULT_LIMIT, DEFAULT_TIMEZONE, Priority, Status, Task, TaskHistory
-from tasks.representation import REPRESENTATION_FIELDS, row_to_dict
-from tasks.search import build_search_query
+from tasks.models import (
+    DEFAULT_LIMIT,
+    DEFAULT_TIMEZONE,
+    MAX_OCCURRENCES,
+    TRASH_RETENTION,
+    Priority,
+    Status,
+    Task,
+    TaskHistory,
+)
+from tasks.recurrence_rules import (
+    RecurrenceError,
+    SeriesPosition,
+    following_instances,
+    parse_rule,
+)
+from tasks.representation import REPRESENTATION_FIELDS, iso, row_to_dict
+from tasks.search import Search, corrections, marked, parse
 
 ORDERINGS = {
     "due_date": "due_at",
@@ -40,6 +57,7 @@ class TaskFilters:
     due: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     ordering: tuple[str, ...] = field(default_factory=tuple)
+    highlight: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,11 +68,18 @@ class TaskPage:
     total: int
     limit: int
     offset: int
+    # Words of the search replaced by the closest word of the user's own ({typed: used}).
+    corrected: dict[str, str] = field(default_factory=dict)
+
+
+def _live_tasks(user_id: str) -> QuerySet[Task]:
+    """The user's tasks that are not in the trash."""
+    return Task.objects.filter(user_id=user_id, deleted_at__isnull=True)
 
 
 def task_get_for_user(*, user_id: str, task_id: int) -> Task:
     try:
-        return Task.objects.only(*REPRESENTATION_FIELDS).get(pk=task_id, user_id=user_id)
+        return _live_tasks(user_id).only(*REPRESENTATION_FIELDS).get(pk=task_id)
     except (Task.DoesNotExist, ValueError, TypeError, OverflowError):
         raise TaskNotFound(task_id) from None
 
@@ -63,7 +88,7 @@ def _due_window(name: str, tz_name: str, now: datetime) -> Q:
     if name == "none":
         return Q(due_at__isnull=True)
     if name == "overdue":
-        return Q(due_at__lt=now, completed=False)
+        return Q(due_at__lt=now, completed=False, skipped_at__isnull=True)
     local = now.astimezone(ZoneInfo(tz_name))
     start_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if name == "today":
@@ -82,7 +107,7 @@ def _due_window(name: str, tz_name: str, now: datetime) -> Q:
 
 
 def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
-    terms = ordering or (("relevance",) if searching else ("-created_at",))
+    terms = ordering or (("relevance", "-created_at") if searching else ("-created_at",))
     order: list = []
     last_descending = True
     for term in terms:
@@ -90,8 +115,9 @@ def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
         name = term.lstrip("-")
         column = ORDERINGS[name]
         if column == "relevance":
-            # Most relevant first; "-relevance" reads the same (it is a score).
-            order.append(F("relevance").desc())
+            # Title matches first, then exact words, then the score; "-relevance" reads the
+            # same.
+            order += [F("in_title").desc(), F("exact").desc(), F("relevance").desc()]
             descending = True
         else:
             expr = F(column)
@@ -106,20 +132,23 @@ def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
     return order
 
 
-def _matching(*, user_id: str, filters: TaskFilters):
+def _matching(*, user_id: str, filters: TaskFilters, search: Search | None = None):
     """The user's tasks that pass ``filters`` (no ordering), and the search query if any."""
-    qs = Task.objects.filter(user_id=user_id)
-    search = build_search_query(filters.q, user_id=user_id) if filters.q else None
+    qs = _live_tasks(user_id)
+    if search is None and filters.q:
+        search = parse(filters.q, user_id=user_id)
     if search is not None:
-        qs = qs.filter(search_vector=search)
+        qs = qs.filter(search.matches())
     elif "relevance" in {term.lstrip("-") for term in filters.ordering}:
         raise TaskValidationError(
             "Ordering by relevance needs a search (q).", field="ordering", code="invalid_choice"
         )
     if filters.status == Status.PENDING:
-        qs = qs.filter(completed=False)
+        qs = qs.filter(completed=False, skipped_at__isnull=True)
     elif filters.status == Status.COMPLETED:
         qs = qs.filter(completed=True)
+    elif filters.status == Status.SKIPPED:
+        qs = qs.filter(skipped_at__isnull=False)
     if filters.priorities:
         values = [Priority.from_label(label).value for label in filters.priorities]
         qs = qs.filter(priority=values[0]) if len(values) == 1 else qs.filter(priority__in=values)
@@ -140,9 +169,16 @@ def _matching(*, user_id: str, filters: TaskFilters):
     return qs, search
 
 
-def _ordered(qs: QuerySet[Task], search, filters: TaskFilters) -> QuerySet[Task]:
+def _ordered(qs: QuerySet[Task], search: Search | None, filters: TaskFilters) -> QuerySet[Task]:
     if search is not None:
-        qs = qs.annotate(relevance=SearchRank(F("search_vector"), search, cover_density=True))
+        qs = qs.alias(
+            in_title=search.in_title(), exact=search.exact(), relevance=search.relevance()
+        )
+        if filters.highlight:
+            qs = qs.annotate(
+                title_marked=search.headline("title"),
+                description_marked=search.headline("description"),
+            )
     return qs.only(*REPRESENTATION_FIELDS).order_by(
         *_order_by(filters.ordering, search is not None)
     )
@@ -164,20 +200,52 @@ def _count_of(matching: QuerySet[Task]) -> Coalesce:
 def task_list_for_user(
     *, user_id: str, filters: TaskFilters, limit: int = DEFAULT_LIMIT, offset: int = 0
 ) -> TaskPage:
-    matching, search = _matching(user_id=user_id, filters=filters)
+    page = _task_page(user_id=user_id, filters=filters, limit=limit, offset=offset)
+    search = page.search
+    if search is None or page.page.items or offset:
+        return page.page
+    # Nothing matched: try the closest words the user has for the words that match nothing.
+    corrected = corrections(search)
+    if not corrected:
+        return page.page
+    fixed = _task_page(
+        user_id=user_id,
+        filters=filters,
+        limit=limit,
+        offset=offset,
+        search=search.with_corrections(corrected),
+    )
+    return replace(fixed.page, corrected=corrected)
+
+
+@dataclass(frozen=True)
+class _SearchedPage:
+    page: TaskPage
+    search: Search | None
+
+
+def _task_page(
+    *, user_id: str, filters: TaskFilters, limit: int, offset: int, search: Search | None = None
+) -> _SearchedPage:
+    matching, search = _matching(user_id=user_id, filters=filters, search=search)
     # The page and the total in one statement: the count is an uncorrelated subquery, which
     # PostgreSQL runs once, so a list costs one round trip instead of two.
     page = _ordered(matching, search, filters).annotate(total_count=_count_of(matching))
     # Rows, not model instances: building 100 models costs more than the query itself.
-    rows = list(page.values(*REPRESENTATION_FIELDS, "total_count")[offset : offset + limit])
+    marks = ("title_marked", "description_marked") if search and filters.highlight else ()
+    rows = list(page.values(*REPRESENTATION_FIELDS, "total_count", *marks)[offset : offset + limit])
     if not rows:  # nothing matches, or past the end: no row carries the total
         total = matching.count() if offset else 0
-        return TaskPage(items=[], total=total, limit=limit, offset=offset)
-    return TaskPage(
-        items=[row_to_dict(row) for row in rows],
-        total=rows[0]["total_count"],
-        limit=limit,
-        offset=offset,
+        return _SearchedPage(TaskPage(items=[], total=total, limit=limit, offset=offset), search)
+    items = [row_to_dict(row) for row in rows]
+    if marks:
+        for item, row in zip(items, rows, strict=True):
+            item["highlight"] = {
+                "title": marked(row["title_marked"]),
+                "description": marked(row["description_marked"]),
+            }
+    return _SearchedPage(
+        TaskPage(items=items, total=rows[0]["total_count"], limit=limit, offset=offset), search
     )
 
 
@@ -197,3 +265,196 @@ def task_history_for_user(*, user_id: str, task_id: int, limit: int, offset: int
     else:
         total = qs.count()
     return HistoryPage(entries=entries, total=total, limit=limit, offset=offset)
+
+
+def task_trash_for_user(*, user_id: str, limit: int, offset: int) -> TaskPage:
+    """The user's tasks in the trash, most recently deleted first; each is purged
+    ``TRASH_RETENTION`` after its ``deleted_at``."""
+    trashed = Task.objects.filter(user_id=user_id, deleted_at__isnull=False)
+    rows = list(
+        trashed.order_by("-deleted_at", "-id").values(*REPRESENTATION_FIELDS)[
+            offset : offset + limit
+        ]
+    )
+    complete = len(rows) < limit and (rows or offset == 0)
+    total = offset + len(rows) if complete else trashed.count()
+    items = []
+    for row in rows:
+        item = row_to_dict(row)
+        item["purge_after"] = iso(row["deleted_at"] + TRASH_RETENTION)
+        items.append(item)
+    return TaskPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One due time of a series: of an instance that exists (``task_id``), or of one still to
+    be created."""
+
+    index: int
+    due_at: datetime
+    timezone: str
+    task_id: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "due": self.due_at.astimezone(ZoneInfo(self.timezone)).isoformat(),
+            "due_utc": iso(self.due_at),
+            "task_id": self.task_id,
+        }
+
+
+def task_occurrences(*, user_id: str, task_id: int, count: int) -> list[Occurrence]:
+    """The next ``count`` due times of the task's series from this task on: the instances that
+    are still open from it on (done and skipped ones left out, one moved on its own where it was
+    moved to), then the ones the
+    recurrence consumer will create, worked out by the same ``following_instances`` (each
+    assumed closed on its due time; the first after an open instance as if closed now). Ends
+    with the series (COUNT, UNTIL, or a later instance in the trash). A task that does not
+    repeat is a 400 ``not_recurring``."""
+    if not 1 <= count <= MAX_OCCURRENCES:
+        raise TaskValidationError(
+            f"count must be between 1 and {MAX_OCCURRENCES}.", field="count", code="out_of_range"
+        )
+    task = task_get_for_user(user_id=user_id, task_id=task_id)
+    if task.recurrence_rule == "none" or task.series_id is None or task.due_at is None:
+        raise TaskValidationError(
+            "This task does not repeat: it has no occurrences.",
+            field="recurrence_pattern",
+            code="not_recurring",
+        )
+    # Instances are created one after another: this one and those created after it.
+    chain = list(
+        Task.objects.filter(user_id=user_id, series_id=task.series_id, pk__gte=task.pk).order_by(
+            "pk"
+        )
+    )
+    live = [instance for instance in chain if instance.deleted_at is None]
+    found = [
+        Occurrence(instance.series_index, instance.due_at, instance.timezone, instance.pk)
+        for instance in live
+        if not instance.completed and instance.skipped_at is None and instance.due_at is not None
+    ]
+    last = live[-1]
+    if len(found) >= count or chain[-1].deleted_at is not None:
+        return found[:count]
+    return found + _projected(last, count - len(found))
+
+
+def _projected(last: Task, wanted: int) -> list[Occurrence]:
+    """What follows the series' latest instance, as the recurrence consumer will create it."""
+    try:
+        rule = parse_rule(last.recurrence_rule)
+    except RecurrenceError:
+        return []  # stored before a fix: the consumer ends such a series
+    if rule is None or last.due_at is None or last.series_anchor is None:
+        return []
+    now = timezone.now()
+    position = SeriesPosition(
+        rule=rule,
+        tz=last.timezone,
+        anchor=last.series_anchor,
+        anchor_index=last.series_anchor_index,
+        due_at=last.due_at,
+        index=last.series_index,
+        repeat_from=last.repeat_from,
+    )
+    closed_at = last.completed_at or last.skipped_at or now
+    try:
+        upcoming = list(islice(following_instances(position, closed_at=closed_at, now=now), wanted))
+    except (RecurrenceError, ValueError, OverflowError):
+        return []
+    return [Occurrence(item.index, item.due_at, last.timezone) for item in upcoming]
+
+
+def task_representations_for_user(*, user_id: str, task_ids) -> dict[int, dict]:
+    """The user's tasks among ``task_ids`` as they are now, by id; a task that is gone or in
+    the trash is not there."""
+    rows = _live_tasks(user_id).filter(pk__in=list(task_ids)).values(*REPRESENTATION_FIELDS)
+    return {row["id"]: row_to_dict(row) for row in rows}
+
+
+def task_representations_in_bulk(*, user_id: str, task_ids) -> dict[int, dict]:
+    """What ``task_representations_for_user`` returns, formatted by PostgreSQL: for pages of
+    up to a thousand tasks (the change feed), where loading every timestamp into a datetime
+    and formatting it back in Python cost several times the query.
+    ``tasks/tests/test_changes_representation.py`` holds it equal to ``row_to_dict``."""
+    import orjson
+    from django.db import connection
+
+    if not task_ids:
+        return {}
+    # An array literal: psycopg would adapt a list of a thousand ints one by one in Python.
+    ids = "{" + ",".join(map(str, map(int, task_ids))) + "}"
+    labels = {str(member.value): member.label for member in Priority}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _REPRESENTATIONS_SQL,
+            {"user_id": user_id, "task_ids": ids, "priority_labels": orjson.dumps(labels).decode()},
+        )
+        rows = cursor.fetchall()
+    tasks = {}
+    for row in rows:
+        task = dict(zip(_REPRESENTATION_KEYS, row, strict=True))
+        task["tags"] = orjson.loads(task["tags"])
+        tasks[task["id"]] = task
+    return tasks
+
+
+_REPRESENTATION_KEYS = (
+    "id",
+    "title",
+    "description",
+    "completed",
+    "completed_at",
+    "priority",
+    "tags",
+    "due_date",
+    "reminder_time",
+    "remind_at",
+    "recurrence_pattern",
+    "series_id",
+    "series_index",
+    "repeat_from",
+    "skipped_at",
+    "deleted_at",
+    "timezone",
+    "created_at",
+    "updated_at",
+    "version",
+)
+# Timestamps as ``iso`` writes them (RFC 3339 in UTC, ``Z``, microseconds unless zero), the
+# reminder as ``format_offset`` does, the priority's label from the model's choices.
+_REPRESENTATIONS_SQL = """
+SELECT t.id, t.title, t.description, t.completed, f.completed_at,
+       %(priority_labels)s::jsonb ->> t.priority::text, t.tags::text, f.due_at,
+       CASE WHEN t.reminder_offset IS NULL THEN f.remind_at
+            WHEN o.seconds <> 0 AND o.seconds %% 604800 = 0 THEN (o.seconds / 604800) || 'w'
+            WHEN o.seconds <> 0 AND o.seconds %% 86400 = 0 THEN (o.seconds / 86400) || 'd'
+            WHEN o.seconds <> 0 AND o.seconds %% 3600 = 0 THEN (o.seconds / 3600) || 'h'
+            ELSE floor(o.seconds / 60.0)::bigint || 'm' END,
+       f.remind_at, t.recurrence_rule, t.series_id::text, t.series_index, t.repeat_from,
+       f.skipped_at, f.deleted_at, t.timezone, f.created_at, f.updated_at, t.version
+FROM tasks_task AS t
+CROSS JOIN LATERAL (
+    SELECT trunc(extract(epoch FROM t.reminder_offset))::bigint AS seconds
+) AS o
+CROSS JOIN LATERAL (
+    SELECT replace(to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS completed_at,
+           replace(to_char(t.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS due_at,
+           replace(to_char(t.remind_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS remind_at,
+           replace(to_char(t.skipped_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS skipped_at,
+           replace(to_char(t.deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS deleted_at,
+           replace(to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS created_at,
+           replace(to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z') AS updated_at
+) AS f
+WHERE t.user_id = %(user_id)s AND t.deleted_at IS NULL AND t.id = ANY(%(task_ids)s::bigint[])
+"""

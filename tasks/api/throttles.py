@@ -2,7 +2,8 @@
 
 Budgets (``settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``), per user unless said otherwise:
 
-- ``task_write``: every request that changes something (REST writes, MCP write tools);
+- ``task_write``: every request that changes something (REST writes, MCP write tools; a bulk
+  request counts each of its operations);
 - ``task_list``: lists and searches (REST list views, MCP ``list_tasks``);
 - ``task_read``: every other read (one task, MCP methods other than tool calls);
 - ``anonymous``: per client address, for whatever arrives without a usable token (refused REST
@@ -60,7 +61,8 @@ class Budget(BaseThrottle):
             ident = "h" + hashlib.blake2b(ident.encode(), digest_size=16).hexdigest()
         return f"throttle_{self.scope}_{ident}_{window}"
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request, view, cost: int = 1) -> bool:
+        """Count ``cost`` calls (a bulk request counts each of its operations)."""
         allowed, duration = self._rate()
         now = time.time()
         window = int(now // duration)
@@ -68,10 +70,10 @@ class Budget(BaseThrottle):
         cache = caches["default"]
         cache.add(key, 0, timeout=duration + 1)
         try:
-            count = cache.incr(key)
+            count = cache.incr(key, cost)
         except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=duration + 1)
-            count = 1
+            cache.set(key, cost, timeout=duration + 1)
+            count = cost
         if count <= allowed:
             self._wait = None
             return True
@@ -81,9 +83,9 @@ class Budget(BaseThrottle):
     def wait(self) -> float | None:
         return self._wait
 
-    def spend(self) -> int | None:
-        """Count one call; ``None`` when allowed, else the seconds to wait (at least 1)."""
-        if self.allow_request(None, None):
+    def spend(self, cost: int = 1) -> int | None:
+        """Count ``cost`` calls; ``None`` when allowed, else the seconds to wait (at least 1)."""
+        if self.allow_request(None, None, cost):
             return None
         return max(1, math.ceil(self._wait or 1))
 

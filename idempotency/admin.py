@@ -1,0 +1,20 @@
+from django.contrib import admin
+
+from idempotency.models import IdempotencyKey
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(admin.ModelAdmin):
+    """Read-only: keys are written with the requests they protect and expire on their own."""
+
+    list_display = ("user_id", "key", "method", "path", "status", "created_at")
+    list_filter = ("method", "status")
+    search_fields = ("user_id", "key")
+    ordering = ("-created_at",)
+    exclude = ("body",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

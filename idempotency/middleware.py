@@ -1,0 +1,188 @@
+"""``Idempotency-Key`` on every write under ``/api/`` (draft-ietf-httpapi-idempotency-key-header).
+
+The same key with the same request answers the first answer again and changes nothing; the same
+key with another request is 422 ``idempotency_key_reused``; a key whose request is still running
+is 409 ``idempotency_key_in_flight`` (after waiting a few seconds for it to finish). The request
+runs in one transaction with its key and answer, so a committed write always has its key.
+Only successful answers (2xx) are kept: an error changed nothing (its transaction is rolled
+back), so repeating the request is safe and may succeed (a 409 or 429 that has gone away).
+Requests without a valid token are left to the view (401), unkeyed.
+
+The key is claimed under the token's subject as the token says it; the view verifies the token
+as it would anyway, and an answer is kept, or a kept one given back, only to a caller the view
+(or, when it did not authenticate, this middleware) proved to be that user. So the common
+request verifies its token once, and a forged token claims and reads nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jwt
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from core.auth import AuthError, TokenUser, bearer_from_header, verify_token
+from core.errors import error_body
+from core.middleware import is_api_path
+from core.users import is_user_id
+from idempotency.models import KEY_MAX_LENGTH
+from idempotency.services import (
+    KeyInFlight,
+    StoredAnswer,
+    key_claim,
+    key_record_answer,
+    request_fingerprint,
+)
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The headers of an answer that belong to it and are given again with it.
+KEPT_HEADERS = ("Content-Type", "ETag", "Location", "X-Sequence")
+# Visible ASCII and spaces: what a Structured Fields string may hold.
+_KEY_TEXT = re.compile(r"[\x20-\x7e]+")
+
+
+class InvalidKey(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_key(raw: str) -> str:
+    """The key from the header: a Structured Fields string (``"abc"``) as the draft says, or
+    the bare token most clients send."""
+    value = raw.strip()
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    if not value:
+        raise InvalidKey("blank", f"{HEADER} may not be empty.")
+    if len(value) > KEY_MAX_LENGTH:
+        raise InvalidKey("max_length", f"{HEADER} must be at most {KEY_MAX_LENGTH} characters.")
+    if not _KEY_TEXT.fullmatch(value):
+        raise InvalidKey("invalid", f"{HEADER} must be printable ASCII text.")
+    return value
+
+
+def _token(request: HttpRequest) -> str | None:
+    return bearer_from_header(request.META.get("HTTP_AUTHORIZATION"))
+
+
+def _claimed_caller(request: HttpRequest) -> str | None:
+    """The subject the request's token names, its signature not checked (``_is_caller``)."""
+    token = _token(request)
+    if token is None:
+        return None
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.PyJWTError:
+        return None
+    return subject if is_user_id(subject) else None
+
+
+def _is_caller(request: HttpRequest, user_id: str) -> bool:
+    """Whether the request proved to come from ``user_id``: the API view authenticated it (DRF
+    puts its user on the request), or its token verifies here."""
+    user = getattr(request, "user", None)
+    if isinstance(user, TokenUser):
+        return user.id == user_id
+    token = _token(request)
+    try:
+        return token is not None and verify_token(token).id == user_id
+    except AuthError:
+        return False
+
+
+def _refusal(status: int, code: str, message: str, *, field: str | None = None) -> JsonResponse:
+    fields = [{"field": field, "code": code, "message": message}] if field else None
+    return JsonResponse(
+        error_body(code if not field else "invalid", message, fields), status=status
+    )
+
+
+def _replay(stored: StoredAnswer) -> HttpResponse:
+    response = HttpResponse(stored.body, status=stored.status)
+    for name, value in stored.headers.items():
+        response[name] = value
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+class IdempotencyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        raw = request.headers.get(HEADER)
+        if raw is None or request.method not in WRITE_METHODS or not is_api_path(request.path_info):
+            return self.get_response(request)
+        user_id = _claimed_caller(request)
+        if user_id is None:
+            return self.get_response(request)
+        try:
+            key = parse_key(raw)
+        except InvalidKey as exc:
+            return _refusal(400, exc.code, exc.message, field=HEADER)
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return self.get_response(request)  # the view answers 413
+        path = request.get_full_path()
+        fingerprint = request_fingerprint(
+            method=request.method or "",
+            path=path,
+            if_match=request.headers.get("If-Match", ""),
+            body=body,
+        )
+        try:
+            return self._once(request, user_id=user_id, key=key, fingerprint=fingerprint, path=path)
+        except KeyInFlight:
+            if not _is_caller(request, user_id):
+                return self.get_response(request)  # the view answers 401
+            response = _refusal(
+                409,
+                "idempotency_key_in_flight",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+            response["Retry-After"] = "1"
+            return response
+
+    def _once(self, request: HttpRequest, *, user_id: str, key: str, fingerprint: str, path: str):
+        with transaction.atomic():
+            claim = key_claim(
+                user_id=user_id,
+                key=key,
+                fingerprint=fingerprint,
+                method=request.method or "",
+                path=path,
+            )
+            if claim.stored is not None:
+                if not _is_caller(request, user_id):
+                    return self.get_response(request)  # the view answers 401
+                if claim.stored.fingerprint != fingerprint:
+                    return _refusal(
+                        422,
+                        "idempotency_key_reused",
+                        "This Idempotency-Key was used for a different request.",
+                    )
+                return _replay(claim.stored)
+            response = self.get_response(request)
+            if (
+                200 <= response.status_code < 300
+                and not response.streaming
+                and _is_caller(request, user_id)
+            ):
+                assert claim.key_id is not None
+                key_record_answer(
+                    key_id=claim.key_id,
+                    status=response.status_code,
+                    headers={name: response[name] for name in KEPT_HEADERS if name in response},
+                    body=response.content,
+                )
+            else:
+                # Nothing of a refused or failed request is kept, its key included.
+                transaction.set_rollback(True)
+            return response

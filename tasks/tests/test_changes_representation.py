@@ -1,0 +1,122 @@
+"""The change feed's tasks, formatted by PostgreSQL, are the representation ``row_to_dict`` gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tasks import selectors, services
+from tasks.models import Priority
+
+pytestmark = pytest.mark.django_db
+
+FUTURE = datetime(2031, 3, 14, 9, 26, 53, tzinfo=UTC)
+
+
+def _variety(make_task, user_id) -> list[int]:
+    """Tasks that exercise every field and every way each one is written."""
+    tasks = [
+        make_task(title="plain"),
+        make_task(
+            title='Ünïcode "quoted" \\ back\\slash',
+            description="line one\nline two\t✓",
+            tags=["zürich", "a,b", "emoji 🎉"],
+            timezone_name="Asia/Kathmandu",
+        ),
+        make_task(title="whole second due", due_date="2031-01-01T09:00:00Z"),
+        make_task(title="microsecond due", due_date=FUTURE.replace(microsecond=120)),
+        make_task(title="bare date due", due_date="2031-02-28", timezone_name="America/New_York"),
+        make_task(title="absolute reminder", due_date=FUTURE, reminder_time="2031-03-13T08:00:00Z"),
+        make_task(title="recurring", due_date=FUTURE, recurrence_pattern="FREQ=MONTHLY;BYDAY=-1FR"),
+        make_task(
+            title="repeat from completion",
+            due_date=FUTURE,
+            recurrence_pattern="daily",
+            repeat_from="completion",
+        ),
+    ]
+    for offset in (
+        timedelta(0),
+        timedelta(seconds=1, microseconds=500_000),
+        timedelta(seconds=90),
+        timedelta(minutes=30),
+        timedelta(minutes=90),
+        timedelta(hours=2),
+        timedelta(hours=36),
+        timedelta(days=1),
+        timedelta(days=10),
+        timedelta(weeks=1),
+        timedelta(weeks=52),
+    ):
+        tasks.append(make_task(title=f"offset {offset}", due_date=FUTURE, reminder_time=offset))
+    for priority in Priority:
+        tasks.append(make_task(title=f"priority {priority.label}", priority=priority.label))
+    done = make_task(title="done")
+    services.task_complete(user_id=user_id, task_id=done.pk)
+    skipped = make_task(title="skipped", due_date=FUTURE, recurrence_pattern="weekly")
+    services.task_skip(user_id=user_id, task_id=skipped.pk)
+    edited = make_task(title="edited")
+    services.task_update(user_id=user_id, task_id=edited.pk, changes={"title": "edited twice"})
+    return [task.pk for task in tasks] + [done.pk, skipped.pk, edited.pk]
+
+
+def test_every_field_is_written_as_row_to_dict_writes_it(make_task, user_id):
+    # given tasks with every kind of value
+    ids = _variety(make_task, user_id)
+
+    # when the feed's representations are read
+    in_bulk = selectors.task_representations_in_bulk(user_id=user_id, task_ids=ids)
+    one_by_one = selectors.task_representations_for_user(user_id=user_id, task_ids=ids)
+
+    # then each is the representation, key for key and in the same order
+    assert set(in_bulk) == set(ids)
+    for task_id in ids:
+        assert in_bulk[task_id] == one_by_one[task_id]
+        assert list(in_bulk[task_id]) == list(one_by_one[task_id])
+
+
+def test_whole_second_timestamps_have_no_fraction(make_task, user_id):
+    task = make_task(title="whole", due_date="2031-01-01T09:00:00Z")
+
+    found = selectors.task_representations_in_bulk(user_id=user_id, task_ids=[task.pk])
+
+    assert found[task.pk]["due_date"] == "2031-01-01T09:00:00Z"
+    assert found[task.pk]["created_at"].endswith("Z")
+
+
+def test_trashed_and_other_users_tasks_are_not_there(make_task, user_id, other_user_id):
+    kept = make_task(title="kept")
+    trashed = make_task(title="trashed")
+    services.task_delete(user_id=user_id, task_id=trashed.pk)
+    theirs = make_task(title="theirs", user_id=other_user_id)
+
+    found = selectors.task_representations_in_bulk(
+        user_id=user_id, task_ids={kept.pk, trashed.pk, theirs.pk, 987_654_321}
+    )
+
+    assert list(found) == [kept.pk]
+
+
+def test_no_ids_reads_nothing(user_id, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert selectors.task_representations_in_bulk(user_id=user_id, task_ids=set()) == {}
+
+
+def test_a_feed_of_a_thousand_changes_carries_each_task(api, rates):
+    # given 1,000 tasks created by ten bulk requests
+    rates(task_write="10000/min")
+    for start in range(0, 1000, 100):
+        operations = [{"op": "create", "data": {"title": f"t{start + i}"}} for i in range(100)]
+        response = api.post("/api/tasks/bulk/", {"operations": operations}, format="json")
+        assert response.status_code == 200
+
+    # when the whole feed is read at once
+    body = api.get("/api/changes/", {"since": 0, "limit": 1000}).json()
+
+    # then every change has its task, as the task endpoint shows it
+    assert [c["sequence"] for c in body["changes"]] == list(range(1, 1001))
+    assert body["has_more"] is False and body["next_since"] == 1000
+    last = body["changes"][-1]
+    assert last["task"] == api.get(f"/api/tasks/{last['task_id']}/").json()
+    assert {c["task"]["title"] for c in body["changes"]} == {f"t{i}" for i in range(1000)}
