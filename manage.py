@@ -2,8 +2,9 @@
 import os
 import sys
 
-# Commands that never open a database connection, so they do not start the embedded server.
-NO_DATABASE_COMMANDS = {"help", "version", "--help", "-h", "--version", "issue_token"}
+# Commands that never open a database connection, so they do not start the embedded server
+# (``serve`` starts it itself, once it knows its port is free).
+NO_DATABASE_COMMANDS = {"help", "version", "--help", "-h", "--version", "issue_token", "serve"}
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Min
 from django.utils import timezone
@@ -53,3 +53,29 @@ def reminders_due(*, limit: int) -> list[tuple[int, str]]:
         .order_by("fire_at")
         .values_list("pk", "user_id")[:limit]
     )
+
+
+# --- operators' figures (the admin overview) ----------------------------------------------
+OPERATOR_ROWS = 20
+
+
+def reminders_due_soon(
+    *,
+    within: timedelta = timedelta(hours=1),
+    now: datetime | None = None,
+    limit: int = OPERATOR_ROWS,
+) -> list[Reminder]:
+    """Scheduled reminders that fire within ``within`` of ``now``, earliest first; ones whose
+    time has already passed (nothing fired them yet) come first, so they show."""
+    now = now or timezone.now()
+    return list(
+        Reminder.objects.filter(state=ReminderState.SCHEDULED, fire_at__lte=now + within).order_by(
+            "fire_at", "id"
+        )[:limit]
+    )
+
+
+def notifications_fired_late(*, limit: int = OPERATOR_ROWS) -> list[Notification]:
+    """The latest notifications whose reminder fired late (``Notification.late``: the
+    scheduler or the sidecar was down or behind when it was due), newest first."""
+    return list(Notification.objects.filter(late=True).order_by("-created_at", "-id")[:limit])
