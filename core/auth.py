@@ -15,7 +15,7 @@ from functools import lru_cache
 import jwt
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
 from core.users import is_user_id
 
@@ -32,6 +32,24 @@ class AuthError(Exception):
         self.message = message
 
 
+READ_SCOPE = "tasks:read"
+WRITE_SCOPE = "tasks:write"
+INSUFFICIENT_SCOPE = "insufficient_scope"
+
+
+def token_scopes(claims: dict) -> frozenset[str] | None:
+    """The scopes a token grants (OAuth's space-separated ``scope``, or a list as some identity
+    providers send), or ``None`` for a token without a ``scope`` claim, which is not limited."""
+    scope = claims.get("scope")
+    if scope is None:
+        return None
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    if isinstance(scope, list):
+        return frozenset(item for item in scope if isinstance(item, str))
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class TokenUser:
     """The caller as a JWT describes them. ``id`` is the ``sub`` claim."""
@@ -44,6 +62,17 @@ class TokenUser:
     @property
     def pk(self) -> str:
         return self.id
+
+    @property
+    def can_read(self) -> bool:
+        """Reading tasks needs ``tasks:read`` (or ``tasks:write``, which includes it)."""
+        scopes = token_scopes(self.claims)
+        return scopes is None or bool(scopes & {READ_SCOPE, WRITE_SCOPE})
+
+    @property
+    def can_write(self) -> bool:
+        scopes = token_scopes(self.claims)
+        return scopes is None or WRITE_SCOPE in scopes
 
     def __str__(self) -> str:
         return self.id
@@ -144,6 +173,23 @@ def bearer_from_header(value: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+class TokenScopePermission(permissions.BasePermission):
+    """A token limited by its ``scope`` reads with ``tasks:read`` and writes (any method but
+    GET, HEAD, OPTIONS) with ``tasks:write``; a token without a ``scope`` claim may do both."""
+
+    code = INSUFFICIENT_SCOPE
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not isinstance(user, TokenUser):
+            return True  # not a bearer token: the other permission classes decide
+        if request.method in permissions.SAFE_METHODS:
+            self.message = f"This token's scope does not allow reading; it needs {READ_SCOPE}."
+            return user.can_read
+        self.message = f"This token's scope does not allow changes; it needs {WRITE_SCOPE}."
+        return user.can_write
 
 
 class JWTAuthentication(authentication.BaseAuthentication):

@@ -1,7 +1,7 @@
 """Event envelopes and the registry of event types.
 
 Every event has the same envelope (``event_id``, ``event_type``, ``schema_version``, ``user_id``,
-``timestamp``, ``sequence``, ``payload``); the payload's model depends on the type. An envelope is
+``timestamp``, ``sequence``, ``payload``, and the optional ``actor``); the payload's model depends on the type. An envelope is
 validated when it is recorded (an invalid one never reaches the outbox) and again when a consumer
 receives it (an invalid one is dead-lettered). Each app declares its own types (an ``Envelope``
 subclass that pins ``event_type`` and the payload model) in its ``event_types.py`` and registers
@@ -66,6 +66,46 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SURFACES = ("rest", "mcp", "admin", "system")
+ACTOR_TEXT_MAX_LENGTH = 200
+
+
+class ActorClient(StrictModel):
+    """The MCP client, as it names itself (``clientInfo``)."""
+
+    name: str = Field(max_length=ACTOR_TEXT_MAX_LENGTH)
+    version: str | None = Field(default=None, max_length=ACTOR_TEXT_MAX_LENGTH)
+
+
+class Actor(StrictModel):
+    """Who made the change: the surface it came through and, when known, more."""
+
+    surface: Literal[SURFACES] = Field(  # type: ignore[valid-type]
+        description="rest, mcp, admin, or system (consumers, commands, the scheduler)."
+    )
+    client: ActorClient | None = Field(
+        default=None, description="MCP: the client's name and version from clientInfo."
+    )
+    user_agent: str | None = Field(
+        default=None,
+        max_length=ACTOR_TEXT_MAX_LENGTH,
+        description="The HTTP User-Agent, when no clientInfo says who the client is.",
+    )
+    token_id: str | None = Field(
+        default=None,
+        max_length=ACTOR_TEXT_MAX_LENGTH,
+        description="The bearer token's jti, or a SHA-256 of the token when it has none.",
+    )
+    admin_user: str | None = Field(
+        default=None,
+        max_length=ACTOR_TEXT_MAX_LENGTH,
+        description="admin: the operator's Django username.",
+    )
+    undoes: uuid.UUID | None = Field(
+        default=None, description="The event_id of the change this one undoes."
+    )
+
+
 class Envelope(StrictModel):
     """Common fields of every event. Subclasses pin ``event_type`` and the payload model."""
 
@@ -78,6 +118,10 @@ class Envelope(StrictModel):
         description="Per user: 1, 2, 3, ... in commit order, with no gaps."
     )
     payload: BaseModel
+    actor: Actor | None = Field(
+        default=None,
+        description="Who made the change (optional: events recorded before it existed have none).",
+    )
 
 
 @dataclass(frozen=True)
@@ -181,6 +225,7 @@ def build_envelope(
     sequence: int,
     event_id: uuid.UUID | None = None,
     timestamp: datetime | None = None,
+    actor: Actor | None = None,
 ) -> Envelope:
     """A validated envelope; raises ``InvalidEnvelope`` with what is wrong."""
     model = get_event_type(event_type).model
@@ -196,6 +241,7 @@ def build_envelope(
                 "timestamp": timestamp or datetime.now(UTC),
                 "sequence": sequence,
                 "payload": payload,
+                "actor": actor,
             }
         )
     except ValidationError as exc:

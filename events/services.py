@@ -16,11 +16,13 @@ from typing import NamedTuple
 
 import orjson
 from django.db import IntegrityError, connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from pydantic import BaseModel
 
 from core.users import USER_ID_MAX_LENGTH
 from events import conf, metrics, wakeup
+from events.actors import current_actor
 from events.models import NAME_MAX_LENGTH, DeadLetter
 from events.schemas import (
     Envelope,
@@ -29,8 +31,13 @@ from events.schemas import (
     get_event_type,
     parse_envelope,
 )
+from idempotency.services import keys_expire
 
 logger = logging.getLogger(__name__)
+
+# Sent after each retention sweep: apps with rows of their own to expire (the tasks' trash)
+# receive it, so one sweep serves all without this app knowing them.
+retention_swept = Signal()
 
 
 class EventRecordingError(RuntimeError):
@@ -115,7 +122,8 @@ def event_record(
 
 
 def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
-    """Write events to the outbox in one statement, in the caller's transaction.
+    """Write events to the outbox in one statement, in the caller's transaction, each stamped
+    with the current actor (``events.actors``).
 
     Every envelope is validated before anything is written (``InvalidEnvelope`` otherwise), so a
     caller that catches the error has not consumed a sequence number. Each user's events get
@@ -130,6 +138,7 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
     if not events:
         return []
     # Validate first, with a provisional sequence number; the database puts in the real one.
+    actor = current_actor()
     drafts = [
         build_envelope(
             event_type=event.event_type,
@@ -138,6 +147,7 @@ def event_records(events: Sequence[NewEvent]) -> list[Envelope]:
             sequence=1,
             event_id=event.event_id,
             timestamp=event.timestamp,
+            actor=actor,
         )
         for event in events
     ]
@@ -349,6 +359,10 @@ def events_expire(*, older_than: timedelta | None = None, chunk: int = 10_000) -
             deleted["outbox"] += cursor.rowcount
             if cursor.rowcount < chunk:
                 break
+    # The API's Idempotency-Key records go in the same sweep, on their own (shorter) lifetime.
+    if request_keys := keys_expire():
+        logger.info("expired %d Idempotency-Key records", request_keys)
     if deleted["processed"] or deleted["outbox"]:
         logger.info("expired %(processed)d idempotency keys and %(outbox)d outbox rows", deleted)
+    retention_swept.send(sender=events_expire)
     return deleted

@@ -208,6 +208,9 @@ class TaskUpdatesConsumer(AsyncWebsocketConsumer):
             )
             await self._refuse(request.subprotocol, code, exc.code)
             return
+        if (reason := handshake.scope_refusal(user)) is not None:
+            await self._refuse(request.subprotocol, CloseCode.FORBIDDEN, reason)
+            return
         refusal = _socket_slots().reserve(user.id)
         if refusal is not None:
             await self._refuse(request.subprotocol, *refusal, counted=False)

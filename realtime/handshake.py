@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.http.request import validate_host
 
+from core.auth import INSUFFICIENT_SCOPE, TokenUser
 from core.hosts import header
 
 BEARER_SUBPROTOCOL = "bearer"
@@ -50,6 +51,12 @@ def parse(scope) -> Handshake:
     if raw and raw[-1] != "":
         last_sequence = parse_sequence(raw[-1])
     return Handshake(token=token or None, subprotocol=subprotocol, last_sequence=last_sequence)
+
+
+def scope_refusal(user: TokenUser) -> str | None:
+    """Why this token may not open a task socket (a socket only reads: ``tasks:read`` or
+    ``tasks:write``, or a token without a ``scope`` claim), or ``None``."""
+    return None if user.can_read else INSUFFICIENT_SCOPE
 
 
 def parse_sequence(value) -> int:

@@ -12,7 +12,9 @@ class RemindersConfig(AppConfig):
             metrics,
             receivers,
         )
+        from tasks.mcp.registry import contribute_tools
         from tasks.signals import task_changed
 
         event_types.register()
+        contribute_tools("reminders.mcp")
         task_changed.connect(receivers.on_task_changed, dispatch_uid="reminders.follow_task")

@@ -364,7 +364,9 @@ def assert_clean_tool_result(result) -> None:
     generic error the SDK gives for an exception that escaped a tool."""
     text = result.content[0].text if result.content else ""
     if result.is_error:
-        error = (result.structured_content or {}).get("error") or {}
+        # No structured content: clients check it against the output schema, errors included.
+        assert result.structured_content is None, f"error with structured content: {text!r}"
+        error = (result.meta or {}).get("error") or {}
         assert error.get("code"), f"tool error without a code: {text!r}"
         assert error["code"] != "internal_error", text
         assert not text.startswith("Error executing tool"), f"an exception escaped: {text!r}"

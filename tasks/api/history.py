@@ -30,6 +30,11 @@ class HistoryEntrySerializer(serializers.Serializer):
     changed_fields = serializers.ListField(child=serializers.CharField())
     previous = serializers.DictField()
     task = serializers.DictField(help_text="The task after this event (before it, for a delete).")
+    actor = serializers.DictField(
+        allow_null=True,
+        help_text="Who made the change: `surface` (rest, mcp, admin, system), the MCP `client` "
+        "(`name`, `version`), `token_id`; null for changes recorded before actors were.",
+    )
 
 
 class HistoryPageSerializer(serializers.Serializer):
@@ -48,6 +53,7 @@ def history_entry_to_dict(entry: TaskHistory) -> dict:
         "changed_fields": list(entry.changed_fields),
         "previous": entry.previous,
         "task": entry.task_data,
+        "actor": entry.actor,
     }
 
 

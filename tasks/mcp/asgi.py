@@ -114,9 +114,10 @@ mcp_app = BearerAuth(_dispatch)
 
 
 @asynccontextmanager
-async def lifespan(*, database_threads: bool = True):
+async def lifespan(*, database_threads: bool = True, listen: bool = True):
     """Run a session manager for this event loop; ``database_threads`` gives the tools their
-    own threads with kept connections (off for one-request servers such as runserver's)."""
+    own threads with kept connections, ``listen`` receives live changes for listen streams
+    (both off for one-request servers such as runserver's)."""
     from tasks.mcp import server
 
     manager = server.build_session_manager()
@@ -124,6 +125,8 @@ async def lifespan(*, database_threads: bool = True):
     async with AsyncExitStack() as stack:
         if database_threads:
             stack.enter_context(server.database_threads(settings.WEB_THREADS))
+        if listen:
+            await stack.enter_async_context(server.bus.running())
         await stack.enter_async_context(manager.run())
         _managers[loop] = manager
         try:

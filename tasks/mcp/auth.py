@@ -28,6 +28,14 @@ METADATA_PATH = "/.well-known/oauth-protected-resource"
 _current_user: contextvars.ContextVar[TokenUser | None] = contextvars.ContextVar(
     "mcp_user", default=None
 )
+# The request's bearer token and User-Agent, for the actor its changes are recorded under.
+_current_request: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar(
+    "mcp_request", default=("", None)
+)
+
+
+def current_token_and_agent() -> tuple[str, str | None]:
+    return _current_request.get()
 
 
 def current_user() -> TokenUser:
@@ -128,10 +136,13 @@ class BearerAuth:
         except AuthError as exc:
             await _challenge(scope, send, exc)
             return
+        agent = header(scope, b"user-agent")
         reset = _current_user.set(user)
+        reset_request = _current_request.set((token, agent or None))
         try:
             await self.app(scope, receive, send)
         finally:
+            _current_request.reset(reset_request)
             _current_user.reset(reset)
 
 

@@ -23,11 +23,12 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def consume(budget: str, user: TokenUser) -> None:
-    """Count one call against ``budget``; raise ``RateLimited`` when it is spent.
+def consume(budget: str, user: TokenUser, cost: int = 1) -> None:
+    """Count ``cost`` calls against ``budget`` (a bulk tool counts each item, as REST's bulk
+    counts each operation); raise ``RateLimited`` when it is spent.
 
     Runs in a sync thread: the cache may be Redis."""
-    wait = throttles.spend(budget, user.id)
+    wait = throttles.Budget(budget, user.id).spend(cost)
     if wait is not None:
         raise RateLimited(wait)
 

@@ -7,22 +7,29 @@ the tools' output schemas.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema, with_config
 from typing_extensions import TypedDict
 
 from core.users import USER_ID_MAX_LENGTH
+from tasks.api.changes import DEFAULT_CHANGES, MAX_CHANGES
+from tasks.api.history import MAX_LIMIT as HISTORY_MAX_LIMIT
+from tasks.api.serializers import MAX_ORDERING_TERMS
 from tasks.models import (
+    APPLY_TO_CHOICES,
+    DEFAULT_OCCURRENCES,
     DESCRIPTION_MAX_LENGTH,
     DUE_WINDOWS,
     MAX_LIMIT,
+    MAX_OCCURRENCES,
     MAX_OFFSET,
     MAX_TAGS,
     PRIORITY_LABELS,
     RECURRENCE_MAX_LENGTH,
     SEARCH_MAX_LENGTH,
     STATUS_FILTERS,
+    TAG_MATCH_MODES,
     TAG_MAX_LENGTH,
     TIMEZONE_MAX_LENGTH,
     TITLE_MAX_LENGTH,
@@ -41,6 +48,9 @@ DUE_DATE_FILTERS = tuple(window for window in DUE_WINDOWS if window != "none")
 # Relevance is what a search sorts by without sort_by; updated_at is a REST ordering only.
 SORT_FIELDS = tuple(sorted(set(ORDERINGS) - {"relevance", "updated_at"}))
 SORT_ORDERS = ("asc", "desc")
+# REST's ``ordering`` terms: a field name, "-" before it for descending.
+ORDERING_TERMS = tuple(term for name in ORDERINGS for term in (name, f"-{name}"))
+CURSOR_MAX_LENGTH = 512
 
 
 def _folded(value: object) -> object:
@@ -147,12 +157,98 @@ Search = Annotated[
         "or, -word); the last word also matches as a prefix."
     ),
 ]
+
+
+def _one_priority_or_many(value: object) -> object:
+    """One priority stands for a list of one (and is refused under its own name)."""
+    if not isinstance(value, str):
+        return value
+    if _folded(value) not in PRIORITY_LABELS:
+        raise ValueError(
+            "should be " + ", ".join(f"'{label}'" for label in PRIORITY_LABELS) + ", or a list"
+        )
+    return [value]
+
+
+_PRIORITY_ENUM = {"type": "string", "enum": list(PRIORITY_LABELS)}
 PriorityFilter = Annotated[
-    _choice(PRIORITY_LABELS) | None, Field(description="Only this priority.")
+    Annotated[
+        list[_choice(PRIORITY_LABELS)],
+        Field(min_length=1, max_length=len(PRIORITY_LABELS)),
+        BeforeValidator(_one_priority_or_many),
+    ]
+    | None,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                _PRIORITY_ENUM,
+                {
+                    "type": "array",
+                    "items": _PRIORITY_ENUM,
+                    "minItems": 1,
+                    "maxItems": len(PRIORITY_LABELS),
+                },
+                {"type": "null"},
+            ],
+            "default": None,
+            "description": "Only this priority, or any of a list of them (['high', 'urgent']).",
+        }
+    ),
 ]
 TagsFilter = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=TAG_MAX_LENGTH), _NoNul]] | None,
-    Field(max_length=MAX_TAGS, description="Only tasks that have all these tags (any case)."),
+    Field(
+        max_length=MAX_TAGS,
+        description="Only tasks that have these tags (any case): all of them, or any of them "
+        "with tags_mode=any.",
+    ),
+]
+TagsMode = Annotated[
+    _choice(TAG_MATCH_MODES) | None,
+    Field(description="all (default): a task needs every tag in tags; any: one is enough."),
+]
+DueBound = Annotated[
+    Annotated[_WhenText, Field(json_schema_extra={"format": "date-time"}), _NoNul] | None,
+    Field(
+        description="ISO 8601 date or date-time; without an offset it is read in timezone, a "
+        "bare date is the start of that day. due_before is exclusive, due_after inclusive."
+    ),
+]
+DueWindow = Annotated[
+    _choice(DUE_WINDOWS) | None,
+    Field(
+        description="overdue, today, this_week, this_month (in timezone), or none (no due date). "
+        "The same as due_date_filter, plus none; give one of the two."
+    ),
+]
+Ordering = Annotated[
+    list[_choice(ORDERING_TERMS)] | None,
+    Field(
+        min_length=1,
+        max_length=MAX_ORDERING_TERMS,
+        description="REST's ordering: field names, '-' before one for descending, e.g. "
+        "['-priority', 'due_date']. Instead of sort_by/sort_order.",
+    ),
+]
+Cursor = Annotated[
+    Annotated[str, Field(min_length=1, max_length=CURSOR_MAX_LENGTH)] | None,
+    Field(
+        description="next_cursor from the previous page of the same query: the next page. "
+        "Instead of offset."
+    ),
+]
+StopSeries = Annotated[
+    bool,
+    Field(strict=True, description="Also end the task's recurring series (no next occurrence)."),
+]
+HistoryLimit = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=HISTORY_MAX_LIMIT,
+        description=f"Entries per page, at most {HISTORY_MAX_LIMIT}.",
+    ),
 ]
 DueDateFilter = Annotated[
     _choice(DUE_DATE_FILTERS) | None,
@@ -193,6 +289,9 @@ class TaskData(TypedDict):
     recurrence_pattern: str
     series_id: str | None
     series_index: int
+    repeat_from: str
+    skipped_at: str | None
+    deleted_at: str | None
     timezone: str
     created_at: str
     updated_at: str
@@ -215,6 +314,39 @@ LISTED_TASK_SCHEMA = {
 class AddTaskResult(TaskData):
     task_id: int
     status: Literal["created"]
+
+
+class GetTaskResult(TaskData):
+    task_id: int
+
+
+class ReopenTaskResult(TaskData):
+    task_id: int
+    status: Literal["reopened"]
+
+
+class HistoryEntry(TypedDict):
+    """One event of a task, as ``GET /api/tasks/<id>/history/`` shows it."""
+
+    event_id: str
+    event_type: str
+    sequence: int
+    timestamp: str
+    changed_fields: list[str]
+    previous: dict[str, Any]
+    task: dict[str, Any]
+    actor: Annotated[
+        dict[str, Any] | None,
+        Field(description="Who made the change: surface, MCP client, token_id."),
+    ]
+
+
+class TaskHistoryResult(TypedDict):
+    task_id: int
+    entries: list[HistoryEntry]
+    total_count: int
+    limit: int
+    offset: int
 
 
 class UpdateTaskResult(TaskData):
@@ -242,3 +374,219 @@ class ListTasksResult(TypedDict):
     total_count: int
     limit: int
     offset: int
+    next_cursor: Annotated[
+        str | None,
+        Field(description="Pass as cursor for the next page; null on the last page."),
+    ]
+
+
+# --- series, trash, change feed -------------------------------------------------------------
+
+NewDueDate = Annotated[
+    _WhenText,
+    Field(
+        min_length=1,
+        json_schema_extra={"format": "date-time"},
+        description="The new due time, ISO 8601 (e.g. 2026-12-01T09:00:00Z); without an offset "
+        "it is wall-clock time in the task's time zone.",
+    ),
+]
+ApplyTo = Annotated[
+    _choice(APPLY_TO_CHOICES) | None,
+    Field(
+        description="instance (default): move this occurrence alone; series: move the series' "
+        "calendar here, so every later occurrence follows."
+    ),
+]
+OccurrenceCount = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_OCCURRENCES,
+        description=f"How many due times, at most {MAX_OCCURRENCES} "
+        f"(default {DEFAULT_OCCURRENCES}).",
+    ),
+]
+Since = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_TASK_ID,
+        description="The last sequence you have (0: from the first event); next_since of the "
+        "previous call.",
+    ),
+]
+ChangesLimit = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_CHANGES,
+        description=f"At most this many changes (default {DEFAULT_CHANGES}).",
+    ),
+]
+
+
+class OccurrenceData(TypedDict):
+    index: int
+    due: str
+    due_utc: str
+    task_id: int | None
+
+
+class SkipOccurrenceResult(TaskData):
+    task_id: int
+    status: Literal["skipped"]
+
+
+class RescheduleOccurrenceResult(TaskData):
+    task_id: int
+    status: Literal["rescheduled"]
+    apply_to: str
+    updated_fields: list[str]
+
+
+class PreviewOccurrencesResult(TypedDict):
+    task_id: int
+    timezone: str
+    repeat_from: str
+    occurrences: list[OccurrenceData]
+
+
+class RestoreTaskResult(TaskData):
+    task_id: int
+    status: Literal["restored"]
+
+
+class ListTrashResult(TypedDict):
+    tasks: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {
+                    **LISTED_TASK_SCHEMA,
+                    "required": [*LISTED_TASK_SCHEMA["required"], "purge_after"],
+                },
+            }
+        ),
+    ]
+    total_count: int
+    limit: int
+    offset: int
+
+
+class ChangeData(TypedDict):
+    """One change, as ``GET /api/changes/`` shows it."""
+
+    sequence: int
+    event_type: str
+    event_id: str
+    timestamp: str
+    task_id: int | None
+    task: NotRequired[dict[str, Any]]
+    deleted: NotRequired[bool]
+    payload: NotRequired[dict[str, Any]]
+
+
+class ChangesSinceResult(TypedDict):
+    changes: list[ChangeData]
+    next_since: int
+    has_more: bool
+
+
+# --- bulk ---------------------------------------------------------------------------------
+
+MAX_BULK_ITEMS = 50
+
+DryRun = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description="true: check every item and say what would happen, change nothing.",
+    ),
+]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class NewTaskItem(TypedDict):
+    """One task for add_tasks: add_task's arguments."""
+
+    title: Title
+    description: NotRequired[Description]
+    priority: NotRequired[Priority]
+    tags: NotRequired[Tags]
+    due_date: NotRequired[DueDate]
+    recurrence_pattern: NotRequired[RecurrencePattern]
+    reminder_time: NotRequired[ReminderTime]
+    timezone: NotRequired[TimeZone]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class TaskChangeItem(TypedDict):
+    """One change for update_tasks: update_task's arguments."""
+
+    task_id: TaskId
+    title: NotRequired[NewTitle]
+    description: NotRequired[Description]
+    priority: NotRequired[Priority]
+    tags: NotRequired[Tags]
+    due_date: NotRequired[DueDate]
+    recurrence_pattern: NotRequired[RecurrencePattern]
+    reminder_time: NotRequired[ReminderTime]
+    timezone: NotRequired[TimeZone]
+
+
+NewTaskItems = Annotated[
+    list[NewTaskItem],
+    Field(min_length=1, max_length=MAX_BULK_ITEMS, description="The tasks to add, at most 50."),
+]
+TaskChangeItems = Annotated[
+    list[TaskChangeItem],
+    Field(
+        min_length=1,
+        max_length=MAX_BULK_ITEMS,
+        description="The changes, at most 50: each a task_id and the fields to change.",
+    ),
+]
+TaskIds = Annotated[
+    list[TaskId],
+    Field(min_length=1, max_length=MAX_BULK_ITEMS, description="The tasks, at most 50."),
+]
+
+
+class ItemError(TypedDict):
+    code: str
+    message: str
+    field: str | None
+
+
+class BulkItemResult(TypedDict):
+    index: int
+    ok: bool
+    task_id: int | None
+    status: str
+    title: NotRequired[str]
+    updated_fields: NotRequired[list[str]]
+    error: NotRequired[ItemError]
+
+
+class BulkResult(TypedDict):
+    dry_run: bool
+    succeeded: int
+    failed: int
+    results: list[BulkItemResult]
+
+
+class UndoneEvent(TypedDict):
+    event_id: str
+    event_type: str
+
+
+class UndoResult(TypedDict):
+    task_id: int
+    action: Literal["reverted", "restored", "trashed"]
+    undone: UndoneEvent
+    task: TaskData

@@ -56,7 +56,7 @@ async def _run_once(app, scope: dict, body: bytes, *, with_lifespan: bool) -> li
     if with_lifespan:
         from tasks.mcp.asgi import lifespan
 
-        async with lifespan(database_threads=False):
+        async with lifespan(database_threads=False, listen=False):
             await app(scope, receive, send)
     else:
         await app(scope, receive, send)

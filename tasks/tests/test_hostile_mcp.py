@@ -168,10 +168,13 @@ def test_a_tool_call_past_its_budget_is_an_error_result_with_retry_after(server,
     assert limited.status_code == 200
     result = limited.json()["result"]
     assert result["isError"] is True
-    error = result["structuredContent"]["error"]
+    assert "structuredContent" not in result
+    error = result["_meta"]["error"]
     assert error["code"] == "rate_limited"
     assert 1 <= error["retry_after"] <= 60
-    assert result["content"][0]["text"] == f"rate limited, retry in {error['retry_after']} s"
+    assert result["content"][0]["text"] == (
+        f"rate limited, retry in {error['retry_after']} s (code: rate_limited)"
+    )
     assert list(Task.objects.filter(user_id=user_id).values_list("title", flat=True)) == ["one"]
     assert OutboxEvent.objects.filter(user_id=user_id).count() == 1
 

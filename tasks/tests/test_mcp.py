@@ -32,7 +32,29 @@ from todo_project.testing import LiveServer, client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TOOLS = {"add_task", "list_tasks", "complete_task", "delete_task", "update_task"}
+TOOLS = {
+    "add_task",
+    "list_tasks",
+    "get_task",
+    "task_history",
+    "complete_task",
+    "reopen_task",
+    "update_task",
+    "delete_task",
+    "list_notifications",
+    "mark_notification_read",
+    "dismiss_notification",
+    "skip_occurrence",
+    "reschedule_occurrence",
+    "preview_occurrences",
+    "restore_task",
+    "list_trash",
+    "changes_since",
+    "add_tasks",
+    "update_tasks",
+    "complete_tasks",
+    "undo_last_change",
+}
 
 
 # --- a real server and a real client ------------------------------------------------------
@@ -84,7 +106,8 @@ class Agent:
     def refused(self, name: str, **arguments) -> tuple[str, dict]:
         result = self.call(name, **arguments)
         assert result.is_error
-        return result.content[0].text, result.structured_content["error"]
+        assert result.structured_content is None  # clients check it against the output schema
+        return result.content[0].text, result.meta["error"]
 
 
 @pytest.fixture
@@ -109,7 +132,8 @@ def event_types(user: str) -> list[str]:
 
 
 def _rows(user: str) -> list[Task]:
-    return list(Task.objects.filter(user_id=user).order_by("id"))
+    """The user's tasks that are not in the trash."""
+    return list(Task.objects.filter(user_id=user, deleted_at__isnull=True).order_by("id"))
 
 
 # --- discovery ----------------------------------------------------------------------------
@@ -488,9 +512,10 @@ def test_another_users_task_is_not_found(agent, other_agent, other_user_id):
     ]:
         text, error = agent.refused(name, **arguments)
         assert error["code"] == "not_found" and error["field"] == "task_id"
-        assert text == f"task_id: Task {arguments['task_id']} not found."
+        assert text == f"task_id: Task {arguments['task_id']} not found. (code: not_found)"
         assert "secret" not in text
     assert agent.ok("list_tasks", search="secret") == {
+        "next_cursor": None,
         "tasks": [],
         "total_count": 0,
         "limit": 50,
@@ -661,8 +686,8 @@ def test_bad_list_and_update_inputs(agent, user_id):
         (code, field) for _, _, code, field in bad_writes
     ]
     for result, (code, field) in zip(results, expected, strict=True):
-        assert result.is_error
-        error = result.structured_content["error"]
+        assert result.is_error and result.structured_content is None
+        error = result.meta["error"]
         assert (error["code"], error.get("field")) == (code, field), error
     row = Task.objects.get(pk=task.pk)
     assert (row.title, row.version, row.completed) == ("Keep", 1, False)
@@ -692,7 +717,7 @@ def test_rest_and_mcp_share_one_write_budget(agent, user_id, monkeypatch):
 
     text, error = agent.refused("add_task", title="four")
     assert error["code"] == "rate_limited"
-    assert text.startswith("rate limited, retry in ") and text.endswith(" s")
+    assert text.startswith("rate limited, retry in ") and text.endswith(" s (code: rate_limited)")
     assert 1 <= error["retry_after"] <= 60
     assert rest.post("/api/tasks/", {"title": "five"}, format="json").status_code == 429
     assert sorted(t.title for t in _rows(user_id)) == ["one", "three", "two"]

@@ -124,8 +124,8 @@ def test_unstorable_text_in_a_tool_call_is_a_tool_error_naming_the_field(mcp, se
         result = response.json()["result"]
         assert result["isError"] is True, result
         assert not result["content"][0]["text"].startswith("Error executing tool"), result
-        assert result["structuredContent"]["error"]["code"], result
-        assert result["structuredContent"]["error"]["field"], result
+        assert result["_meta"]["error"]["code"], result
+        assert result["_meta"]["error"]["field"], result
 
 
 # --- user B against user A's objects, on every route and tool -------------------------------
@@ -202,7 +202,7 @@ def test_user_b_gets_not_found_for_user_a_task_from_every_mcp_tool(mcp, owned_by
                     arguments["title"] = "mine now"
                 result = b.call(name, arguments)
                 assert result.is_error, name
-                assert result.structured_content["error"]["code"] == "not_found", name
+                assert result.meta["error"]["code"] == "not_found", name
                 assert "secret" not in result.content[0].text
             # acting as A by naming A is refused outright
             arguments = {"user_id": owned_by_a["user"]}
@@ -211,7 +211,7 @@ def test_user_b_gets_not_found_for_user_a_task_from_every_mcp_tool(mcp, owned_by
             if "task_id" in tool.parameters["properties"]:
                 arguments["task_id"] = owned_by_a["task_id"]
             result = b.call(name, arguments)
-            assert result.is_error and result.structured_content["error"]["code"] == "forbidden"
+            assert result.is_error and result.meta["error"]["code"] == "forbidden"
         listing = b.call("list_tasks", {"search": "secret plans"})
         assert listing.structured_content["total_count"] == 0
     from tasks.models import Task
