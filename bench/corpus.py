@@ -1,5 +1,6 @@
 """Synthetic but realistic task text for the query benchmarks: Zipf-distributed words over a
-vocabulary of common task words followed by a long tail of rarer made-up words."""
+vocabulary of common task words followed by a long tail of rarer made-up words, and one task in
+two written in German, Spanish, French, Portuguese or Chinese."""
 
 from __future__ import annotations
 
@@ -75,6 +76,39 @@ class ZipfWords:
         ]
 
 
+# Tasks in other languages, one in two: their words as people write them (accents, compounds,
+# inflections) and Chinese titles without spaces.
+_FOREIGN_TEXT = {
+    "de": (
+        "Steuererklärung abgeben Finanzamt Übersicht Ausgaben Straße fegen Geburtstagsgeschenk "
+        "für Oma kaufen Wohnungsbesichtigung Unterlagen mitnehmen Arzttermin vereinbaren "
+        "Rechnungen bezahlen Einkäufe erledigen Besprechung vorbereiten Küche aufräumen"
+    ),
+    "es": (
+        "Llamar a la abuela canción fiesta Málaga reunión con el cliente preparar presentación "
+        "médico análisis viaje Sevilla hoteles trenes vacaciones pagar facturas comprar pan "
+        "canciones reuniones revisión"
+    ),
+    "fr": (
+        "Rendez-vous médecin carte vitale faire les courses acheter légumes payer factures "
+        "électricité réunion équipe préparer rapport trimestriel anniversaire cadeau réparer"
+    ),
+    "pt": (
+        "Reunião com o cliente preparar apresentação orçamento pagar contas luz vencimento "
+        "próxima semana devolver livros biblioteca três atrasados médico consulta"
+    ),
+}
+FOREIGN = {language: text.split() for language, text in _FOREIGN_TEXT.items()}
+_CHINESE_TEXT = "会议 记录 周一 周报 旅行 计划 预订 酒店 机票 报销 发票 整理 项目 客户 上海 北京"
+CHINESE = _CHINESE_TEXT.split()
+
+
+def _foreign_text(rng: random.Random, language: str, count: int) -> str:
+    if language == "zh":
+        return "".join(rng.choice(CHINESE) for _ in range(count))
+    return " ".join(rng.choice(FOREIGN[language]) for _ in range(count))
+
+
 def task_rows(user_ids: list[str], per_user: int, now: datetime, seed: int = 3):
     """Yield rows for COPY: (user_id, title, description, completed, completed_at, priority,
     tags_json, due_at, created_at, updated_at)."""
@@ -84,8 +118,17 @@ def task_rows(user_ids: list[str], per_user: int, now: datetime, seed: int = 3):
     words = ZipfWords(vocabulary())
     for user_id in user_ids:
         for _ in range(per_user):
-            title = " ".join(words.sample(rng.randint(2, 7))).capitalize()
-            description = " ".join(words.sample(rng.randint(0, 25))) if rng.random() < 0.6 else ""
+            language = rng.choice(("en", "en", "en", "en", "en", "de", "es", "fr", "pt", "zh"))
+            if language == "en":
+                title = " ".join(words.sample(rng.randint(2, 7))).capitalize()
+                description = (
+                    " ".join(words.sample(rng.randint(0, 25))) if rng.random() < 0.6 else ""
+                )
+            else:
+                title = _foreign_text(rng, language, rng.randint(2, 5))
+                description = (
+                    _foreign_text(rng, language, rng.randint(3, 12)) if rng.random() < 0.6 else ""
+                )
             tags = rng.sample(TAGS, rng.choice((0, 1, 1, 2, 2, 3)))
             completed = rng.random() < 1 / 3
             created = now - timedelta(days=rng.uniform(0, 365))

@@ -1,79 +1,256 @@
-"""Turning what a user typed into a PostgreSQL text-search query.
+"""Turning what a user typed into a PostgreSQL text-search query over every language.
 
-Web-search syntax (``"exact phrase"``, ``or``, ``-word``) goes to ``websearch_to_tsquery``.
-When the text is plain words, the last one is also matched as a prefix, so ``meet`` finds
-"meeting" while typing. The prefix is expanded to the user's own words first (their lexicon,
-``tasks.models.SearchLexeme``), so the GIN index is asked for a few exact words instead of
-walking every user's words that share the prefix.
+The search vector (``tasks_search_document``, migration 0006) holds each word of a task
+accent-free and lower case, its stem in English and in each language the task shows signs of,
+and Chinese or Japanese runs as character pairs. A query word is looked up under all of those
+forms at once (``tasks_search_term``), so ``cafe`` finds "Café" and ``canciones`` finds
+"canción" without knowing either language. Web-search syntax is parsed here, never by
+PostgreSQL's own parser, so no input can be a syntax error: ``"exact phrase"``, ``-word``,
+``word OR word``. The last plain word is also a prefix, expanded to the user's own words
+(``tasks.models.SearchLexeme``) so that the GIN index is asked for a few exact words. A word
+that matches nothing can be corrected to the closest word of the user's lexicon
+(``corrections``).
 """
 
 from __future__ import annotations
 
-from django.contrib.postgres.search import SearchQuery, SearchQueryCombinable, SearchQueryField
-from django.db.models import Expression
+import html
+import re
+from dataclasses import dataclass, field, replace
 
-from tasks.models import SEARCH_CONFIG
+from django.db import connection
+from django.db.models import BooleanField, Expression, FloatField, TextField
 
 MAX_PREFIX_WORDS = 64
-
-# Endings that English stemming removes. A word typed past a stem by the start of one of these
-# ("meeti" past "meet" of "meeting") also matches the stem itself.
-_STEM_ENDINGS = (
-    "ing", "ings", "ed", "er", "ers", "es", "ies", "ied", "ly", "ily", "ment", "ments", "ness",
-    "ion", "ions", "ation", "ations", "al", "ally", "ity", "ities", "ive", "ize", "ise", "ful",
-    "able", "s", "y",
-)  # fmt: skip
-
-
-def stems_typed_past(word: str) -> list[str]:
-    stems = []
-    for cut in range(len(word) - 1, max(2, len(word) - 4) - 1, -1):
-        rest = word[cut:]
-        if rest[0] == word[cut - 1] and len(rest) > 1:
-            rest = rest[1:]  # doubled consonant: "runn" past "run" of "running"
-        if any(ending.startswith(rest) for ending in _STEM_ENDINGS):
-            stems.append(word[:cut])
-    return stems
+MAX_TERMS = 16
+# How far a typo may be from the word it stands for, by the length of what was typed.
+MIN_CORRECTED_LENGTH = 3
+_CJK = re.compile(
+    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0e7f]"
+)
+_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+START_MARK, STOP_MARK = "\ue000", "\ue001"
+_HEADLINE = {
+    "title": f"StartSel={START_MARK}, StopSel={STOP_MARK}, HighlightAll=true",
+    "description": (
+        f"StartSel={START_MARK}, StopSel={STOP_MARK}, MaxFragments=2, MaxWords=18, "
+        'MinWords=6, FragmentDelimiter=" … "'
+    ),
+}
 
 
-class UserPrefixQuery(SearchQueryCombinable, Expression):
-    """The user's words that start with ``word`` (or that ``word`` runs past), as a tsquery
-    ``'w1' | 'w2' | ...``; empty when there are none. ``word`` is alphanumeric."""
+@dataclass(frozen=True)
+class Item:
+    """A word or a quoted phrase of the query, maybe excluded with ``-``."""
 
-    output_field = SearchQueryField()
-    contains_aggregate = False
+    words: tuple[str, ...]
+    negated: bool = False
+    phrase: bool = False
 
-    def __init__(self, user_id: str, word: str):
-        super().__init__()
-        self.user_id = user_id
-        self.word = word
+
+@dataclass(frozen=True)
+class Search:
+    """A parsed query: clauses that must all hold, each one of alternatives (``OR``)."""
+
+    user_id: str | None
+    clauses: tuple[tuple[Item, ...], ...]
+    corrected: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def prefix_word(self) -> str | None:
+        """The last word typed, matched as a prefix too, while it is a plain word."""
+        last = self.clauses[-1]
+        if len(last) != 1 or last[0].negated or last[0].phrase or self.user_id is None:
+            return None
+        word = last[0].words[0]
+        if len(word) < 2 or not word.isalnum() or _CJK.search(word):
+            return None
+        return word
+
+    def correctable_words(self) -> list[str]:
+        """The words a typo correction may replace: not excluded, not Chinese or Japanese."""
+        words = []
+        for clause in self.clauses:
+            for item in clause:
+                if not item.negated:
+                    words += [
+                        w
+                        for w in item.words
+                        if len(w) >= MIN_CORRECTED_LENGTH and w.isalpha() and not _CJK.search(w)
+                    ]
+        return list(dict.fromkeys(words))
+
+    def with_corrections(self, corrected: dict[str, str]) -> Search:
+        return replace(self, corrected=corrected)
+
+    # --- SQL ------------------------------------------------------------------------------
+    def _term(self, word: str, *, keep_stopwords: bool) -> tuple[str, list]:
+        sql, params = "tasks_search_term(%s, %s)", [word, keep_stopwords]
+        if word in self.corrected:
+            sql = f"({sql} || tasks_search_term(%s, true))"
+            params.append(self.corrected[word])
+        return sql, params
+
+    def _item(self, item: Item, *, last: bool) -> tuple[str, list]:
+        if item.phrase:
+            sql, params = self._term(item.words[0], keep_stopwords=True)
+            for word in item.words[1:]:
+                more, more_params = self._term(word, keep_stopwords=True)
+                sql, params = f"tsquery_phrase({sql}, {more})", params + more_params
+        else:
+            sql, params = self._term(item.words[0], keep_stopwords=last)
+        if last and self.prefix_word is not None:
+            sql = f"({sql} || {_PREFIX_EXPANSION})"
+            params += [self.user_id, self.prefix_word, MAX_PREFIX_WORDS]
+        if item.negated:
+            sql = f"(!! {sql})"
+        return sql, params
+
+    def tsquery(self) -> tuple[str, list]:
+        parts, params = [], []
+        for index, clause in enumerate(self.clauses):
+            last = index == len(self.clauses) - 1
+            alternatives = []
+            for item in clause:
+                sql, item_params = self._item(item, last=last and item is clause[-1])
+                alternatives.append(sql)
+                params += item_params
+            parts.append("(" + " || ".join(alternatives) + ")")
+        return " && ".join(parts), params
+
+    def matches(self) -> _SQL:
+        sql, params = self.tsquery()
+        return _SQL(f"search_vector @@ ({sql})", params, output_field=BooleanField())
+
+    def relevance(self) -> _SQL:
+        sql, params = self.tsquery()
+        return _SQL(f"ts_rank_cd(search_vector, {sql})", params, output_field=FloatField())
+
+    def in_title(self) -> _SQL:
+        """Whether the match is in the title (weight A), for ranking title matches first."""
+        sql, params = self.tsquery()
+        return _SQL(
+            f"ts_rank_cd('{{0,0,0,1}}', search_vector, {sql}) > 0",
+            params,
+            output_field=BooleanField(),
+        )
+
+    def exact(self) -> _SQL:
+        """Whether every word matches as typed (only accents and case aside), so that exact
+        matches rank above stems, prefixes and corrections."""
+        words = [
+            word
+            for clause in self.clauses
+            for item in clause
+            if not item.negated
+            for word in item.words
+        ]
+        return _SQL(
+            "search_vector @@ plainto_tsquery('tasks_simple', %s)",
+            [" ".join(words)],
+            output_field=BooleanField(),
+        )
+
+    def headline(self, column: str) -> _SQL:
+        """``ts_headline`` of ``column`` with the matched words between the marks; every
+        lexeme is also a prefix there, so a stem ("steuererklar") marks its whole word."""
+        sql, params = self.tsquery()
+        marks = f"U&'\\{ord(START_MARK):04X}\\{ord(STOP_MARK):04X}'"
+        return _SQL(
+            f"ts_headline('tasks_simple', translate({column}, {marks}, ''), "
+            f"regexp_replace(({sql})::text, '''((?:[^'']|'''')*)''', '''\\1'':*', 'g')::tsquery, "
+            "%s)",
+            [*params, _HEADLINE[column]],
+            output_field=TextField(),
+        )
+
+
+class _SQL(Expression):
+    """SQL made by this module: its text holds only placeholders and constants; everything
+    the user typed is in ``params``."""
+
+    def __init__(self, sql: str, params: list, output_field):
+        super().__init__(output_field=output_field)
+        self.sql, self.params = sql, params
 
     def as_sql(self, compiler, connection):
-        sql = (
-            "COALESCE((SELECT to_tsquery('simple', string_agg(quote_literal(w.lexeme), ' | ')) "
-            "FROM (SELECT lexeme FROM tasks_searchlexeme "
-            "WHERE user_id = %s AND (lexeme LIKE %s OR lexeme = ANY(%s)) "
-            "AND strpos(lexeme, chr(92)) = 0 "
-            "ORDER BY length(lexeme), lexeme LIMIT %s) AS w), ''::tsquery)"
-        )
-        return sql, [self.user_id, f"{self.word}%", stems_typed_past(self.word), MAX_PREFIX_WORDS]
+        return self.sql, self.params
 
 
-def build_search_query(text: str, *, user_id: str):
-    text = text.strip()
-    if not text:
+# The user's words that start with the typed word, as a tsquery ``'w1' | 'w2' | ...``, each
+# quoted with its quotes and backslashes escaped.
+_PREFIX_EXPANSION = (
+    "COALESCE((SELECT string_agg('''' || replace(replace(w.lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')::tsquery "
+    "FROM (SELECT lexeme FROM tasks_searchlexeme "
+    "WHERE user_id = %s AND lexeme LIKE tasks_search_fold(%s) || '%%' "
+    "ORDER BY length(lexeme), lexeme LIMIT %s) AS w), ''::tsquery)"
+)
+
+
+def parse(text: str, *, user_id: str | None) -> Search | None:
+    """The query in ``text``; None when it holds no word."""
+    clauses: list[list[Item]] = []
+    pending_or = False
+    for match in _TOKEN.finditer(text):
+        negated, phrase, word = match.group(1), match.group(2), match.group(3)
+        if word is not None:
+            if word.lower() == "or" and clauses:
+                pending_or = True
+                continue
+            negated = "-" if word.startswith("-") and len(word) > 1 else ""
+            word = word.lstrip("-") if negated else word
+            item = Item((word,), negated=bool(negated))
+        else:
+            words = tuple(phrase.split())
+            if not words:
+                continue
+            item = Item(words, negated=bool(negated), phrase=len(words) > 1)
+        if pending_or:
+            clauses[-1].append(item)
+        else:
+            clauses.append([item])
+        pending_or = False
+        if len(clauses) >= MAX_TERMS:
+            break
+    if not clauses or all(item.negated for clause in clauses for item in clause):
         return None
-    tokens = text.split()
-    uses_operators = '"' in text or any(t.startswith("-") or t.lower() == "or" for t in tokens)
-    last = tokens[-1]
-    if uses_operators or not last.isalnum() or len(last) < 2:
-        return SearchQuery(text, search_type="websearch", config=SEARCH_CONFIG)
-    word = last.lower()
-    # The whole word as English stems it ("happy" is stored as "happi"), or a prefix of words.
-    as_typed = SearchQuery(word, search_type="plain", config=SEARCH_CONFIG) | UserPrefixQuery(
-        user_id, word
-    )
-    head = " ".join(tokens[:-1])
-    if head:
-        return SearchQuery(head, search_type="websearch", config=SEARCH_CONFIG) & as_typed
-    return as_typed
+    return Search(user_id=user_id, clauses=tuple(tuple(clause) for clause in clauses))
+
+
+def corrections(search: Search) -> dict[str, str]:
+    """For each word of ``search`` that is none of its owner's words in any form, the closest
+    word they have (edit distance, at most 1 for short words, 2 up to 8 letters, 3 beyond)."""
+    words = search.correctable_words()
+    if not words or search.user_id is None:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT typed, (
+                SELECT l.lexeme FROM tasks_searchlexeme AS l
+                WHERE l.user_id = %s AND length(l.lexeme) BETWEEN length(folded) - limit_
+                    AND length(folded) + limit_
+                    AND l.lexeme !~ '^[0-9]'
+                    AND levenshtein_less_equal(l.lexeme, folded, limit_) <= limit_
+                ORDER BY levenshtein_less_equal(l.lexeme, folded, limit_), length(l.lexeme) DESC,
+                    l.lexeme
+                LIMIT 1)
+            FROM unnest(%s::text[]) AS typed,
+                LATERAL (SELECT tasks_search_fold(typed) AS folded) AS f,
+                LATERAL (SELECT CASE WHEN length(folded) <= 4 THEN 1
+                                     WHEN length(folded) <= 8 THEN 2 ELSE 3 END AS limit_) AS d
+            WHERE NOT EXISTS (
+                SELECT 1 FROM tasks_searchlexeme AS k
+                WHERE k.user_id = %s AND k.lexeme = ANY(
+                    SELECT (regexp_matches(querytree(tasks_search_term(typed, true)),
+                                           '''((?:[^'']|'''')*)''', 'g'))[1]))
+            """,
+            [search.user_id, words, search.user_id],
+        )
+        return {typed: word for typed, word in cursor.fetchall() if word}
+
+
+def marked(headline: str | None) -> str:
+    """A headline as HTML: the text escaped, the matched words in ``<mark>``."""
+    escaped = html.escape(headline or "", quote=False)
+    return escaped.replace(START_MARK, "<mark>").replace(STOP_MARK, "</mark>")

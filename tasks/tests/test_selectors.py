@@ -59,10 +59,10 @@ def corpus(make_task, user_id, other_user_id):
 
 
 def test_search_ranks_title_matches_above_description_matches(api, corpus):
-    # Two title matches of equal weight (newest first on a tie), then the description match.
+    # Title matches first, the word as typed above its stem ("Meet"), then the description.
     assert titles(api.get(LIST, {"q": "meeting"})) == [
-        "Meet Bob",
         "Team meeting notes",
+        "Meet Bob",
         "Buy groceries",
     ]
 
@@ -249,6 +249,7 @@ def test_pagination_is_stable_and_counts_everything(api, make_task):
         "limit": 10,
         "offset": 30,
         "results": [],
+        "sequence": 23,
     }
 
 
