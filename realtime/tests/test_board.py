@@ -43,3 +43,26 @@ def test_static_files_are_served(client, path, needle):
     assert response.status_code == 200
     body = b"".join(response.streaming_content) if response.streaming else response.content
     assert needle in body.decode()
+
+
+def test_the_board_offers_password_and_token_sign_in_with_labels(client):
+    html = client.get("/").content.decode()
+
+    assert 'id="password-form"' in html
+    assert '<label for="username">Username</label>' in html
+    assert '<label for="password">Password</label>' in html
+    assert 'autocomplete="current-password"' in html
+    assert '<label for="token-input">Token</label>' in html
+    assert 'class="skip-link"' in html
+    # Nothing is loaded from another origin.
+    assert "http://" not in html and "https://" not in html
+
+
+def test_the_board_modules_are_preloaded_and_served(client):
+    html = client.get("/").content.decode()
+    for name in ("client.js", "rules.js"):
+        assert f'<link rel="modulepreload" href="/static/realtime/{name}">' in html
+    response = client.get("/static/realtime/rules.js")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert "export function describeRule" in body.decode()
