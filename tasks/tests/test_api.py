@@ -321,7 +321,14 @@ def test_every_4xx_has_the_error_shape_and_each_400_lists_the_business_rules(cli
         for name, operation in operations.items()
         if REFUSALS_KEY in operation["responses"].get("400", {})
     }
-    assert set(refusals) == {"tasks_create", "tasks_update", "tasks_partial_update", "tasks_list"}
+    assert set(refusals) == {
+        "tasks_create",
+        "tasks_update",
+        "tasks_partial_update",
+        "tasks_list",
+        "tasks_occurrences",
+    }
+    assert refusals["tasks_occurrences"] == {("recurrence_pattern", "not_recurring")}
     assert refusals["tasks_create"] == {
         ("due_date", "due_date_required"),
         ("reminder_time", "due_date_required"),

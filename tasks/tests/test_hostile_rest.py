@@ -556,9 +556,9 @@ def test_until_is_a_date_in_the_task_s_time_zone_and_may_be_the_first_due_date(a
     "change",
     [
         {"recurrence_pattern": "FREQ=DAILY;UNTIL=20310531"},
-        {"due_date": "2031-06-11T09:00:00Z"},
+        {"due_date": "2031-06-11T09:00:00Z", "apply_to": "series"},
     ],
-    ids=["a-new-rule", "the-first-due-date-moved-past-until"],
+    ids=["a-new-rule", "the-series-moved-past-until"],
 )
 def test_an_update_that_puts_until_before_the_first_due_date_is_refused(
     api, user_id, make_task, change
