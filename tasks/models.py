@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pgtrigger
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
@@ -295,7 +295,9 @@ class SearchLexeme(models.Model):
 
     A prefix search first expands the typed prefix to the user's whole words here, then asks the
     GIN index for those exact words: a prefix straight on the GIN index would walk every user's
-    words. Words are never removed (a stale one only expands to nothing).
+    words. Words are never removed (a stale one only expands to nothing). The trigram index
+    hands typo correction (``tasks.search.corrections``) the few words that look like the
+    typed one, instead of measuring the edit distance to every word the user has.
     """
 
     user_id = models.CharField(max_length=USER_ID_MAX_LENGTH)
@@ -307,6 +309,13 @@ class SearchLexeme(models.Model):
                 fields=["user_id", "lexeme"],
                 name="search_lexeme_user_word",
                 opclasses=["varchar_pattern_ops", "text_pattern_ops"],
+            )
+        ]
+        indexes = [
+            GinIndex(
+                "user_id",
+                OpClass("lexeme", name="gin_trgm_ops"),
+                name="search_lexeme_user_trgm",
             )
         ]
 

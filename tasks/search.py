@@ -18,13 +18,17 @@ import html
 import re
 from dataclasses import dataclass, field, replace
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BooleanField, Expression, FloatField, TextField
 
 MAX_PREFIX_WORDS = 64
 MAX_TERMS = 16
 # How far a typo may be from the word it stands for, by the length of what was typed.
 MIN_CORRECTED_LENGTH = 3
+# How alike (pg_trgm similarity) a word must look to be a correction candidate, and how many of
+# the most alike are measured: "meetnig" and "meeting" are 0.33 alike.
+CORRECTION_SIMILARITY = 0.2
+CORRECTION_CANDIDATES = 50
 _CJK = re.compile(
     "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0e7f]"
 )
@@ -219,35 +223,51 @@ def parse(text: str, *, user_id: str | None) -> Search | None:
 
 def corrections(search: Search) -> dict[str, str]:
     """For each word of ``search`` that is none of its owner's words in any form, the closest
-    word they have (edit distance, at most 1 for short words, 2 up to 8 letters, 3 beyond)."""
+    word they have (edit distance, at most 1 for short words, 2 up to 8 letters, 3 beyond).
+
+    The trigram index (``search_lexeme_user_trgm``) first picks the user's words that look like
+    the typed one (``%`` at ``CORRECTION_SIMILARITY``) and only the ``CORRECTION_CANDIDATES``
+    most alike are measured: a user has tens of thousands of words, and measuring them all took
+    seconds. So a typo sharing almost no trigram with its word (``cta`` for ``cat``) stays as
+    typed."""
     words = search.correctable_words()
     if not words or search.user_id is None:
         return {}
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT typed, (
-                SELECT l.lexeme FROM tasks_searchlexeme AS l
-                WHERE l.user_id = %s AND length(l.lexeme) BETWEEN length(folded) - limit_
-                    AND length(folded) + limit_
-                    AND l.lexeme !~ '^[0-9]'
-                    AND levenshtein_less_equal(l.lexeme, folded, limit_) <= limit_
-                ORDER BY levenshtein_less_equal(l.lexeme, folded, limit_), length(l.lexeme) DESC,
-                    l.lexeme
-                LIMIT 1)
-            FROM unnest(%s::text[]) AS typed,
-                LATERAL (SELECT tasks_search_fold(typed) AS folded) AS f,
-                LATERAL (SELECT CASE WHEN length(folded) <= 4 THEN 1
-                                     WHEN length(folded) <= 8 THEN 2 ELSE 3 END AS limit_) AS d
-            WHERE NOT EXISTS (
-                SELECT 1 FROM tasks_searchlexeme AS k
-                WHERE k.user_id = %s AND k.lexeme = ANY(
-                    SELECT (regexp_matches(querytree(tasks_search_term(typed, true)),
-                                           '''((?:[^'']|'''')*)''', 'g'))[1]))
-            """,
-            [search.user_id, words, search.user_id],
+            "SELECT set_config('pg_trgm.similarity_threshold', %s, true)",
+            [str(CORRECTION_SIMILARITY)],
         )
+        cursor.execute(_CORRECTIONS, [search.user_id, CORRECTION_CANDIDATES, words, search.user_id])
         return {typed: word for typed, word in cursor.fetchall() if word}
+
+
+# Each typed word none of whose forms (``tasks_search_term``) is a word of the user, with the
+# user's closest word within the edit distance its length allows, among the candidates the
+# trigram index finds.
+_CORRECTIONS = """
+    SELECT typed, (
+        SELECT c.lexeme FROM (
+            SELECT l.lexeme FROM tasks_searchlexeme AS l
+            WHERE l.user_id = %s AND l.lexeme %% folded
+            ORDER BY l.lexeme <-> folded LIMIT %s) AS c
+        WHERE length(c.lexeme) BETWEEN length(folded) - limit_ AND length(folded) + limit_
+            AND c.lexeme !~ '^[0-9]'
+            AND levenshtein_less_equal(c.lexeme, folded, limit_) <= limit_
+        ORDER BY levenshtein_less_equal(c.lexeme, folded, limit_), length(c.lexeme) DESC,
+            c.lexeme
+        LIMIT 1)
+    FROM unnest(%s::text[]) AS typed,
+        LATERAL (SELECT tasks_search_fold(typed) AS folded) AS f,
+        LATERAL (SELECT CASE WHEN length(folded) <= 4 THEN 1
+                             WHEN length(folded) <= 8 THEN 2 ELSE 3 END AS limit_) AS d,
+        LATERAL (SELECT ARRAY(
+            SELECT (regexp_matches(querytree(tasks_search_term(typed, true)),
+                                   '''((?:[^'']|'''')*)''', 'g'))[1]) AS forms) AS t
+    WHERE NOT EXISTS (
+        SELECT 1 FROM tasks_searchlexeme AS k
+        WHERE k.user_id = %s AND k.lexeme = ANY(t.forms))
+"""
 
 
 def marked(headline: str | None) -> str:
