@@ -102,14 +102,14 @@ class ChangesView(ThrottledView):
         parameters=[
             OpenApiParameter(
                 "since",
-                int,
+                {"type": "integer", "minimum": 0, "maximum": _MAX_SEQUENCE},
                 required=True,
                 description="The last sequence the client has (0: from the first event); "
                 "`sequence` of `GET /api/tasks/` after a resync.",
             ),
             OpenApiParameter(
                 "limit",
-                int,
+                {"type": "integer", "minimum": 1, "maximum": MAX_CHANGES},
                 required=False,
                 description=f"At most this many changes (default {DEFAULT_CHANGES}, "
                 f"max {MAX_CHANGES}).",

@@ -12,6 +12,8 @@ STRICT_REQUEST_COMPONENTS = (
     "TaskReplaceRequest",
     "PatchedTaskPatchRequest",
     "TaskPatchRequest",
+    "BulkRequest",
+    "OperationRequest",
 )
 ERROR_COMPONENT = "Error"
 # The one key under which an operation's 400 response lists the refusals of schema-valid input.
@@ -44,6 +46,17 @@ REFUSALS = {
     "tasks_update": [*_TASK_WRITE_REFUSALS, _VERSION_REFUSAL],
     "tasks_partial_update": [*_TASK_WRITE_REFUSALS, _VERSION_REFUSAL],
     "tasks_occurrences": [("recurrence_pattern", "not_recurring", "the task does not repeat")],
+    # Bulk refusals name the operation by index (``operations[3].task_id``); ``[]`` stands for
+    # any index, and ``*`` for whatever code the operation's own endpoint refused it with.
+    "tasks_bulk": [
+        ("operations[].task_id", "invalid", "`create` with a `task_id`, or another op without"),
+        (
+            "operations[].data",
+            "invalid",
+            "`create` without `data`, or `complete`, `reopen` or `skip` with it",
+        ),
+        ("operations[]", "*", "with `atomic`, an operation its single endpoint refuses"),
+    ],
     "tasks_list": [
         (
             "priority",

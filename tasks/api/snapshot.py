@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection, transaction
-from psycopg import IsolationLevel
 
 
 @contextmanager
@@ -22,14 +21,10 @@ def consistent_snapshot() -> Iterator[None]:
     if connection.in_atomic_block:
         yield
         return
-    connection.ensure_connection()
-    raw = connection.connection
-    previous = raw.isolation_level, raw.read_only
-    # psycopg opens the transaction with these in its BEGIN: no extra round trip.
-    raw.isolation_level, raw.read_only = IsolationLevel.REPEATABLE_READ, True
-    try:
-        with transaction.atomic():
-            yield
-    finally:
-        if connection.connection is raw:  # not closed by an error in the block
-            raw.isolation_level, raw.read_only = previous
+    with transaction.atomic():
+        # The transaction's first statement, so that its snapshot is the one every read of the
+        # block sees (said in SQL rather than through the driver's connection attributes, which
+        # a pooled or reused connection may not carry into the next BEGIN).
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield

@@ -327,6 +327,7 @@ def test_every_4xx_has_the_error_shape_and_each_400_lists_the_business_rules(cli
         "tasks_partial_update",
         "tasks_list",
         "tasks_occurrences",
+        "tasks_bulk",
     }
     assert refusals["tasks_occurrences"] == {("recurrence_pattern", "not_recurring")}
     assert refusals["tasks_create"] == {

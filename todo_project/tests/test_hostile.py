@@ -191,15 +191,24 @@ def test_user_b_gets_404_for_user_a_objects_on_every_rest_route(owned_by_a, othe
     assert note.read_at is None and note.dismissed_at is None
 
 
+# What a tool needs besides the task id for its call to be valid, so that only the owner
+# check can refuse it.
+VALID_EXTRA_ARGUMENTS = {
+    "update_task": {"title": "mine now"},
+    "reschedule_occurrence": {"due_date": "2031-01-06T09:00:00Z"},
+}
+
+
 def test_user_b_gets_not_found_for_user_a_task_from_every_mcp_tool(mcp, owned_by_a, other_user_id):
     from tasks.mcp.server import TOOLS
 
     with mcp(other_user_id) as b:
         for name, tool in TOOLS.items():
             if "task_id" in tool.parameters["properties"]:
-                arguments = {"task_id": owned_by_a["task_id"]}
-                if name == "update_task":
-                    arguments["title"] = "mine now"
+                arguments = {
+                    "task_id": owned_by_a["task_id"],
+                    **VALID_EXTRA_ARGUMENTS.get(name, {}),
+                }
                 result = b.call(name, arguments)
                 assert result.is_error, name
                 assert result.meta["error"]["code"] == "not_found", name

@@ -2009,7 +2009,7 @@ export interface operations {
                     "application/json": components["schemas"]["BulkResult"];
                 };
             };
-            /** @description Malformed batch (`operations[i].op` ...), more than 100 operations, or an atomic batch whose operation failed validation (`error` names it, `results` has each answer). */
+            /** @description Malformed batch (`operations[i].op` ...), more than 100 operations, or an atomic batch whose operation failed validation (`error` names it, `results` has each answer). Input the schema allows is still refused when: `create` with a `task_id`, or another op without (`operations[].task_id`: `invalid`); `create` without `data`, or `complete`, `reopen` or `skip` with it (`operations[].data`: `invalid`); with `atomic`, an operation its single endpoint refuses (`operations[]`: `*`) */
             400: {
                 headers: {
                     [name: string]: unknown;
