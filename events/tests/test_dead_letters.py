@@ -143,12 +143,12 @@ def test_from_kafka_to_the_table_through_the_sidecar(sidecar, user_id, fast_retr
 
         # when the consumer and the dead-letter reader run
         with Running(DaprConsumerRunner(followups)):
-            assert sidecar.wait_for(lambda: sidecar.answered(followups.name), timeout=15)
+            assert sidecar.wait_for(lambda: sidecar.answered(followups.name), timeout=45)
         reader = runner_for(get_consumer(CONSUMER_NAME), broker="dapr")
         with Running(reader):
             assert sidecar.wait_for(
                 lambda: len(sidecar.answered(CONSUMER_NAME)) == 3 and reader.healthy.is_set(),
-                timeout=15,
+                timeout=45,
             )
     finally:
         support.unregister(support.FOLLOWUPS)
