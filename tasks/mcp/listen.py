@@ -81,7 +81,10 @@ class UserSubscriptionBus:
         """A part of the MCP lifespan: join the group, receive updates, and send what the
         consumer hands over from its thread, in order, from this loop."""
         layer = get_channel_layer()
-        channel = await layer.new_channel("mcp-listen.")
+        # The layer's default prefix: with channels-redis' queue-based layer, every channel of
+        # a process under one prefix shares one blocking read, which the WebSocket consumers
+        # use too; a prefix of its own would hold the process's receive lock in a second read.
+        channel = await layer.new_channel()
         await layer.group_add(live.GROUP, channel)
         loop = asyncio.get_running_loop()
         outgoing: asyncio.Queue = asyncio.Queue()
