@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # which only bench.settings installs; the servers they start get the product's settings.
 BENCH := DJANGO_SETTINGS_MODULE=bench.settings $(PY) manage.py
 
-.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-sync bench-load bench-faults bench-schema clean
+.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-sync bench-load bench-faults bench-schema client-types example clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,7 +84,6 @@ clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
 
 # The typed TypeScript client and the Next.js example (docs/frontend.md); they need Node 20+.
-.PHONY: client-types example
 client-types: install  ## regenerate clients/typescript/src/generated from /api/schema/ and docs/events
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
 

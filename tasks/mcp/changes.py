@@ -31,7 +31,7 @@ async def changes_since(
         page = changes_for_user_since(
             user_id=owner, after_sequence=since, limit=limit, subject_key=SUBJECT_KEY
         )
-        tasks = selectors.task_representations_for_user(
+        tasks = selectors.task_representations_in_bulk(
             user_id=owner,
             task_ids={c.subject_id for c in page.changes if c.subject_id is not None},
         )
