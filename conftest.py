@@ -128,7 +128,11 @@ def server(django_db_blocker):
 
 @pytest.fixture
 def rates(settings, monkeypatch):
-    """Set some rate-limit budgets for one test: ``rates(anonymous="2/min")``."""
+    """Set some rate-limit budgets for one test: ``rates(anonymous="2/min")``. The budgets' clock
+    stands still 30 s into a minute (and an hour), so a test's calls never straddle two windows."""
+    from tasks.api import throttles
+
+    monkeypatch.setattr(throttles, "_now", lambda: 1_800_000_030.0)
 
     def set_rates(**budgets: str) -> None:
         current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
