@@ -3,7 +3,9 @@
 A page of 50 tasks is about 30 kB of JSON; the standard library encoder spends about 0.35 ms on
 it, orjson a tenth of that. Whatever orjson does not encode the same way by itself (datetimes,
 decimals, lazy strings, querysets) goes through DRF's own encoder, so the bytes match
-``rest_framework.renderers.JSONRenderer`` with its default settings (compact, UTF-8).
+``rest_framework.renderers.JSONRenderer`` with its default settings (compact, UTF-8). A value
+already written as JSON (``orjson.Fragment``: tasks PostgreSQL wrote, ``tasks.selectors``) goes
+into the body as it is.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ class FastJSONRenderer(JSONRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if data is None:
             return b""
-        if self.get_indent(accepted_media_type or "", renderer_context or {}):
-            return super().render(data, accepted_media_type, renderer_context)
         rendered = orjson.dumps(data, default=_drf_default, option=_OPTIONS)
+        if self.get_indent(accepted_media_type or "", renderer_context or {}):
+            # DRF's encoder indents; what orjson wrote as it is (``orjson.Fragment``, a task
+            # PostgreSQL wrote) goes through it as the values it holds.
+            return super().render(orjson.loads(rendered), accepted_media_type, renderer_context)
         # Like DRF: the two line separators JavaScript does not allow in strings, escaped.
         if b"\xe2\x80\xa8" in rendered or b"\xe2\x80\xa9" in rendered:
             rendered = rendered.replace(b"\xe2\x80\xa8", b"\\u2028").replace(

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import orjson
 from django.db import connection
+from django.db.models import BigIntegerField
+from django.db.models.expressions import RawSQL
 
 from events.models import OutboxEvent, UserEventSequence
 from events.schemas import Envelope, parse_envelope
@@ -49,6 +51,17 @@ def latest_sequence_for_user(*, user_id: str) -> int:
         .values_list("last_sequence", flat=True)
         .first()
     ) or 0
+
+
+def latest_sequence_expression(*, user_id: str) -> RawSQL:
+    """``latest_sequence_for_user`` as an expression, for a read that must see the sequence in
+    the same snapshot as its rows (one statement sees one snapshot)."""
+    table = UserEventSequence._meta.db_table
+    return RawSQL(  # noqa: S611 (the user id is a parameter)
+        f'COALESCE((SELECT last_sequence FROM "{table}" WHERE user_id = %s), 0)',  # noqa: S608
+        [user_id],
+        output_field=BigIntegerField(),
+    )
 
 
 class Change(NamedTuple):

@@ -4,20 +4,26 @@ A task in the trash is in no read but the trash's (``task_trash_for_user``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, F, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+import orjson
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, BooleanField, F, Func, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from events.selectors import latest_sequence_expression, latest_sequence_for_user
 from tasks.errors import TaskNotFound, TaskValidationError
 from tasks.models import (
     DEFAULT_LIMIT,
     DEFAULT_TIMEZONE,
     MAX_OCCURRENCES,
+    OPEN,
     TRASH_RETENTION,
     Priority,
     Status,
@@ -30,7 +36,12 @@ from tasks.recurrence_rules import (
     following_instances,
     parse_rule,
 )
-from tasks.representation import REPRESENTATION_FIELDS, iso, row_to_dict
+from tasks.representation import (
+    REPRESENTATION_FIELDS,
+    RepresentationJson,
+    iso,
+    row_to_dict,
+)
 from tasks.search import Search, corrections, marked, parse
 
 ORDERINGS = {
@@ -62,14 +73,31 @@ class TaskFilters:
 
 @dataclass(frozen=True)
 class TaskPage:
-    """One page of a user's tasks, already in their JSON representation."""
+    """One page of a user's tasks, each already written as its JSON representation (``rows``,
+    by ``RepresentationJson``): the REST API sends them as they are (``fragments``), the MCP
+    tools read them (``items``)."""
 
-    items: list[dict]
+    rows: list[str]
     total: int
     limit: int
     offset: int
     # Words of the search replaced by the closest word of the user's own ({typed: used}).
     corrected: dict[str, str] = field(default_factory=dict)
+    # The sequence of the user's newest event the page reflects (lists only).
+    sequence: int | None = None
+
+    @property
+    def items(self) -> list[dict]:
+        return [orjson.loads(row) for row in self.rows]
+
+    def fragments(self) -> list[orjson.Fragment]:
+        """The tasks for a response body that orjson writes (``core.renderers``)."""
+        return [orjson.Fragment(row) for row in self.rows]
+
+
+def _with_key(row: str, key: str, value) -> str:
+    """A task's JSON text with one more key at its end, as adding it to the dict would give."""
+    return f"{row[:-1]},{orjson.dumps(key).decode()}:{orjson.dumps(value).decode()}}}"
 
 
 def _live_tasks(user_id: str) -> QuerySet[Task]:
@@ -88,7 +116,7 @@ def _due_window(name: str, tz_name: str, now: datetime) -> Q:
     if name == "none":
         return Q(due_at__isnull=True)
     if name == "overdue":
-        return Q(due_at__lt=now, completed=False, skipped_at__isnull=True)
+        return Q(due_at__lt=now) & OPEN
     local = now.astimezone(ZoneInfo(tz_name))
     start_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if name == "today":
@@ -144,7 +172,7 @@ def _matching(*, user_id: str, filters: TaskFilters, search: Search | None = Non
             "Ordering by relevance needs a search (q).", field="ordering", code="invalid_choice"
         )
     if filters.status == Status.PENDING:
-        qs = qs.filter(completed=False, skipped_at__isnull=True)
+        qs = qs.filter(OPEN)
     elif filters.status == Status.COMPLETED:
         qs = qs.filter(completed=True)
     elif filters.status == Status.SKIPPED:
@@ -190,16 +218,24 @@ def task_queryset_for_user(*, user_id: str, filters: TaskFilters) -> QuerySet[Ta
     return _ordered(qs, search, filters)
 
 
-def _count_of(matching: QuerySet[Task]) -> Coalesce:
-    # Every row is the one user's, so grouping by user gives the single count row (none when
-    # nothing matches, hence the 0).
-    counted = matching.order_by().values("user_id").annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counted), 0)
+def _count_of(matching: QuerySet[Task]) -> RawSQL:
+    """How many rows ``matching`` has, as an uncorrelated subquery (PostgreSQL runs it once):
+    a plain ``count(*)``, which an index whose condition is the filter answers alone."""
+    sql, params = matching.order_by().values("pk").query.sql_with_params()
+    # The ORM's own SQL with its parameters kept apart: nothing of the request is in the text.
+    return RawSQL(  # noqa: S611
+        f"(SELECT count(*) FROM ({sql}) AS matching)",  # noqa: S608
+        params,
+        output_field=BigIntegerField(),
+    )
 
 
 def task_list_for_user(
     *, user_id: str, filters: TaskFilters, limit: int = DEFAULT_LIMIT, offset: int = 0
 ) -> TaskPage:
+    """One page of the user's tasks, its total, and the sequence of the user's newest event it
+    reflects (``sequence``): ``/api/changes/?since=<sequence>`` then gives every later change
+    once. A search that finds nothing is tried again with the closest words the user has."""
     page = _task_page(user_id=user_id, filters=filters, limit=limit, offset=offset)
     search = page.search
     if search is None or page.page.items or offset:
@@ -218,6 +254,23 @@ def task_list_for_user(
     return replace(fixed.page, corrected=corrected)
 
 
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Run the block's reads in one REPEATABLE READ, read-only transaction, so that they see
+    the same committed state. Inside a transaction already (a test's, or a write's), the block
+    joins it: that transaction decides what is seen."""
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        # The transaction's first statement, so that its snapshot is the one every read of the
+        # block sees (said in SQL rather than through the driver's connection attributes, which
+        # a pooled or reused connection may not carry into the next BEGIN).
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 @dataclass(frozen=True)
 class _SearchedPage:
     page: TaskPage
@@ -227,26 +280,48 @@ class _SearchedPage:
 def _task_page(
     *, user_id: str, filters: TaskFilters, limit: int, offset: int, search: Search | None = None
 ) -> _SearchedPage:
+    """The page, its total and the user's sequence in one statement, which sees one snapshot:
+    no transaction is needed for them to agree, and a list costs one round trip."""
     matching, search = _matching(user_id=user_id, filters=filters, search=search)
-    # The page and the total in one statement: the count is an uncorrelated subquery, which
-    # PostgreSQL runs once, so a list costs one round trip instead of two.
-    page = _ordered(matching, search, filters).annotate(total_count=_count_of(matching))
-    # Rows, not model instances: building 100 models costs more than the query itself.
-    marks = ("title_marked", "description_marked") if search and filters.highlight else ()
-    rows = list(page.values(*REPRESENTATION_FIELDS, "total_count", *marks)[offset : offset + limit])
-    if not rows:  # nothing matches, or past the end: no row carries the total
-        total = matching.count() if offset else 0
-        return _SearchedPage(TaskPage(items=[], total=total, limit=limit, offset=offset), search)
-    items = [row_to_dict(row) for row in rows]
-    if marks:
-        for item, row in zip(items, rows, strict=True):
-            item["highlight"] = {
-                "title": marked(row["title_marked"]),
-                "description": marked(row["description_marked"]),
-            }
-    return _SearchedPage(
-        TaskPage(items=items, total=rows[0]["total_count"], limit=limit, offset=offset), search
+    sequence = latest_sequence_expression(user_id=user_id)
+    # The count is an uncorrelated subquery, which PostgreSQL runs once.
+    page = _ordered(matching, search, filters).annotate(
+        total_count=_count_of(matching), sequence=sequence
     )
+    marks = ("title_marked", "description_marked") if search and filters.highlight else ()
+    selected = page.values_list(RepresentationJson(), "total_count", "sequence", *marks)[
+        offset : offset + limit
+    ]
+    rows = list(selected)
+    if not rows:
+        # Nothing matches, or past the end: no row carries the total and the sequence. They
+        # are read with the page again in one snapshot (``_one_snapshot``): a task written
+        # since the first read would otherwise be in neither the page nor the changes after it.
+        with _one_snapshot():
+            rows = list(selected.all())
+            if not rows:
+                empty = TaskPage(
+                    rows=[],
+                    total=matching.count() if offset else 0,
+                    limit=limit,
+                    offset=offset,
+                    sequence=latest_sequence_for_user(user_id=user_id),
+                )
+                return _SearchedPage(empty, search)
+    if marks:
+        texts = [
+            _with_key(
+                row[0],
+                "highlight",
+                {"title": marked(row[3]), "description": marked(row[4])},
+            )
+            for row in rows
+        ]
+    else:
+        texts = [row[0] for row in rows]
+    first = rows[0]
+    page_ = TaskPage(rows=texts, total=first[1], limit=limit, offset=offset, sequence=first[2])
+    return _SearchedPage(page_, search)
 
 
 @dataclass(frozen=True)
@@ -272,18 +347,17 @@ def task_trash_for_user(*, user_id: str, limit: int, offset: int) -> TaskPage:
     ``TRASH_RETENTION`` after its ``deleted_at``."""
     trashed = Task.objects.filter(user_id=user_id, deleted_at__isnull=False)
     rows = list(
-        trashed.order_by("-deleted_at", "-id").values(*REPRESENTATION_FIELDS)[
+        trashed.order_by("-deleted_at", "-id").values_list(RepresentationJson(), "deleted_at")[
             offset : offset + limit
         ]
     )
     complete = len(rows) < limit and (rows or offset == 0)
     total = offset + len(rows) if complete else trashed.count()
-    items = []
-    for row in rows:
-        item = row_to_dict(row)
-        item["purge_after"] = iso(row["deleted_at"] + TRASH_RETENTION)
-        items.append(item)
-    return TaskPage(items=items, total=total, limit=limit, offset=offset)
+    texts = [
+        _with_key(text, "purge_after", iso(deleted_at + TRASH_RETENTION))
+        for text, deleted_at in rows
+    ]
+    return TaskPage(rows=texts, total=total, limit=limit, offset=offset)
 
 
 @dataclass(frozen=True)
@@ -375,86 +449,21 @@ def task_representations_for_user(*, user_id: str, task_ids) -> dict[int, dict]:
     return {row["id"]: row_to_dict(row) for row in rows}
 
 
-def task_representations_in_bulk(*, user_id: str, task_ids) -> dict[int, dict]:
-    """What ``task_representations_for_user`` returns, formatted by PostgreSQL: for pages of
-    up to a thousand tasks (the change feed), where loading every timestamp into a datetime
-    and formatting it back in Python cost several times the query.
-    ``tasks/tests/test_changes_representation.py`` holds it equal to ``row_to_dict``."""
-    import orjson
-    from django.db import connection
+class _IsAnyOf(Func):
+    """``column = ANY(array)``, the array as one literal: psycopg adapts a list of a thousand
+    ints one by one in Python."""
 
+    arg_joiner = " = ANY("
+    template = "%(expressions)s::bigint[])"
+    output_field = BooleanField()
+
+
+def task_representations_in_bulk(*, user_id: str, task_ids) -> dict[int, dict]:
+    """What ``task_representations_for_user`` returns, formatted by PostgreSQL
+    (``REPRESENTATION_COLUMNS``): for pages of up to a thousand tasks (the change feed)."""
     if not task_ids:
         return {}
-    # An array literal: psycopg would adapt a list of a thousand ints one by one in Python.
     ids = "{" + ",".join(map(str, map(int, task_ids))) + "}"
-    labels = {str(member.value): member.label for member in Priority}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _REPRESENTATIONS_SQL,
-            {"user_id": user_id, "task_ids": ids, "priority_labels": orjson.dumps(labels).decode()},
-        )
-        rows = cursor.fetchall()
-    tasks = {}
-    for row in rows:
-        task = dict(zip(_REPRESENTATION_KEYS, row, strict=True))
-        task["tags"] = orjson.loads(task["tags"])
-        tasks[task["id"]] = task
-    return tasks
-
-
-_REPRESENTATION_KEYS = (
-    "id",
-    "title",
-    "description",
-    "completed",
-    "completed_at",
-    "priority",
-    "tags",
-    "due_date",
-    "reminder_time",
-    "remind_at",
-    "recurrence_pattern",
-    "series_id",
-    "series_index",
-    "repeat_from",
-    "skipped_at",
-    "deleted_at",
-    "timezone",
-    "created_at",
-    "updated_at",
-    "version",
-)
-# Timestamps as ``iso`` writes them (RFC 3339 in UTC, ``Z``, microseconds unless zero), the
-# reminder as ``format_offset`` does, the priority's label from the model's choices.
-_REPRESENTATIONS_SQL = """
-SELECT t.id, t.title, t.description, t.completed, f.completed_at,
-       %(priority_labels)s::jsonb ->> t.priority::text, t.tags::text, f.due_at,
-       CASE WHEN t.reminder_offset IS NULL THEN f.remind_at
-            WHEN o.seconds <> 0 AND o.seconds %% 604800 = 0 THEN (o.seconds / 604800) || 'w'
-            WHEN o.seconds <> 0 AND o.seconds %% 86400 = 0 THEN (o.seconds / 86400) || 'd'
-            WHEN o.seconds <> 0 AND o.seconds %% 3600 = 0 THEN (o.seconds / 3600) || 'h'
-            ELSE floor(o.seconds / 60.0)::bigint || 'm' END,
-       f.remind_at, t.recurrence_rule, t.series_id::text, t.series_index, t.repeat_from,
-       f.skipped_at, f.deleted_at, t.timezone, f.created_at, f.updated_at, t.version
-FROM tasks_task AS t
-CROSS JOIN LATERAL (
-    SELECT trunc(extract(epoch FROM t.reminder_offset))::bigint AS seconds
-) AS o
-CROSS JOIN LATERAL (
-    SELECT replace(to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS completed_at,
-           replace(to_char(t.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS due_at,
-           replace(to_char(t.remind_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS remind_at,
-           replace(to_char(t.skipped_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS skipped_at,
-           replace(to_char(t.deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS deleted_at,
-           replace(to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS created_at,
-           replace(to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   '.000000Z', 'Z') AS updated_at
-) AS f
-WHERE t.user_id = %(user_id)s AND t.deleted_at IS NULL AND t.id = ANY(%(task_ids)s::bigint[])
-"""
+    rows = _live_tasks(user_id).filter(_IsAnyOf(F("id"), Value(ids)))
+    tasks = (orjson.loads(text) for text in rows.values_list(RepresentationJson(), flat=True))
+    return {task["id"]: task for task in tasks}

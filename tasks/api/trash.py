@@ -31,7 +31,12 @@ class TaskTrashView(ThrottledView):
             user_id=request.user.id, limit=query["limit"], offset=query["offset"]
         )
         return Response(
-            {"count": page.total, "limit": page.limit, "offset": page.offset, "results": page.items}
+            {
+                "count": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "results": page.fragments(),
+            }
         )
 
 

@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from events.selectors import latest_sequence_for_user
 from tasks import selectors, services
 from tasks.api.base import ThrottledView
 from tasks.api.params import parse_list_params, reject_unknown
@@ -23,7 +22,6 @@ from tasks.api.serializers import (
     TaskSerializer,
     TaskWriteSerializer,
 )
-from tasks.api.snapshot import consistent_snapshot
 from tasks.api.throttles import LIST
 from tasks.errors import TaskValidationError
 from tasks.representation import task_to_dict
@@ -132,17 +130,16 @@ class TaskListCreateView(ThrottledView):
     def get(self, request: Request) -> Response:
         filters, limit, offset = parse_list_params(request.query_params)
         # The page and the sequence it is consistent with: /api/changes/?since=<sequence>
-        # then gives every later change once (tasks/api/snapshot.py).
-        with consistent_snapshot():
-            page = selectors.task_list_for_user(
-                user_id=request.user.id, filters=filters, limit=limit, offset=offset
-            )
-            sequence = latest_sequence_for_user(user_id=request.user.id)
+        # then gives every later change once.
+        page = selectors.task_list_for_user(
+            user_id=request.user.id, filters=filters, limit=limit, offset=offset
+        )
+        sequence = page.sequence
         body = {
             "count": page.total,
             "limit": page.limit,
             "offset": page.offset,
-            "results": page.items,
+            "results": page.fragments(),
             "sequence": sequence,
         }
         if page.corrected:

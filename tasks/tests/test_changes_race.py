@@ -12,11 +12,11 @@ import time
 import httpx
 import pytest
 from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from core.auth import issue_token
 from events.models import OutboxEvent
-from tasks import services
-from tasks.api import views
+from tasks import selectors, services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,14 +107,19 @@ def _versions_at(sequence: int) -> dict[int, int]:
 
 
 def test_snapshot_and_changes_never_miss_or_repeat_a_change(server, monkeypatch):
-    # given reads of the page and of its sequence with time between them, for writes to land in
-    slow_sequence = views.latest_sequence_for_user
+    # given a page read that takes long enough for writes to commit while it runs (its
+    # sequence is read after a pause, in the statement that reads the page)
+    sequence_of = selectors.latest_sequence_expression
 
-    def latest_sequence_after_a_pause(**kwargs):
-        time.sleep(0.02)
-        return slow_sequence(**kwargs)
+    def sequence_after_a_pause(**kwargs):
+        sequence = sequence_of(**kwargs)
+        return RawSQL(
+            f"(SELECT ({sequence.sql}) FROM pg_sleep(0.02))",
+            sequence.params,
+            output_field=sequence.output_field,
+        )
 
-    monkeypatch.setattr(views, "latest_sequence_for_user", latest_sequence_after_a_pause)
+    monkeypatch.setattr(selectors, "latest_sequence_expression", sequence_after_a_pause)
     stop, errors = threading.Event(), []
     writers = [
         threading.Thread(target=_writer, args=(seed, stop, errors), daemon=True) for seed in (1, 2)

@@ -1,13 +1,21 @@
-"""The change feed's tasks, formatted by PostgreSQL, are the representation ``row_to_dict`` gives."""
+"""Tasks written as JSON by PostgreSQL (``RepresentationJson``: lists, search, the trash, the
+change feed) are the representation ``row_to_dict`` gives, and a list page's bytes are the ones
+the API sent when it built each page from model rows in Python (``_reference_body``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.http import QueryDict
+from rest_framework.renderers import JSONRenderer
 
+from events.selectors import latest_sequence_for_user
 from tasks import selectors, services
-from tasks.models import Priority
+from tasks.api.params import parse_list_params
+from tasks.models import TRASH_RETENTION, Priority, Task
+from tasks.representation import REPRESENTATION_FIELDS, iso, row_to_dict
+from tasks.search import corrections, marked
 
 pytestmark = pytest.mark.django_db
 
@@ -18,6 +26,7 @@ def _variety(make_task, user_id) -> list[int]:
     """Tasks that exercise every field and every way each one is written."""
     tasks = [
         make_task(title="plain"),
+        make_task(title="line\u2028separators\u2029 and control \x01\x1f\x7f"),
         make_task(
             title='Ünïcode "quoted" \\ back\\slash',
             description="line one\nline two\t✓",
@@ -120,3 +129,97 @@ def test_a_feed_of_a_thousand_changes_carries_each_task(api, rates):
     last = body["changes"][-1]
     assert last["task"] == api.get(f"/api/tasks/{last['task_id']}/").json()
     assert {c["task"]["title"] for c in body["changes"]} == {f"t{i}" for i in range(1000)}
+
+
+def _reference_rows(user_id, filters, limit, offset, search):
+    matching, search = selectors._matching(user_id=user_id, filters=filters, search=search)
+    ordered = selectors._ordered(matching, search, filters)
+    marks = ("title_marked", "description_marked") if search and filters.highlight else ()
+    rows = list(ordered.values(*REPRESENTATION_FIELDS, *marks)[offset : offset + limit])
+    items = [row_to_dict(row) for row in rows]
+    for item, row in zip(items, rows, strict=True):
+        if marks:
+            item["highlight"] = {
+                "title": marked(row["title_marked"]),
+                "description": marked(row["description_marked"]),
+            }
+    return items, matching.count(), search
+
+
+def _reference_body(user_id: str, query: str) -> bytes:
+    """``GET /api/tasks/?<query>`` as the API wrote it before PostgreSQL wrote the tasks: model
+    rows formatted by ``row_to_dict``, rendered by DRF's own renderer."""
+    filters, limit, offset = parse_list_params(QueryDict(query))
+    items, total, search = _reference_rows(user_id, filters, limit, offset, None)
+    corrected = {}
+    if search is not None and not items and not offset:
+        corrected = corrections(search)
+        if corrected:
+            search = search.with_corrections(corrected)
+            items, total, _ = _reference_rows(user_id, filters, limit, offset, search)
+    body = {
+        "count": total,
+        "limit": limit,
+        "offset": offset,
+        "results": items,
+        "sequence": latest_sequence_for_user(user_id=user_id),
+    }
+    if corrected:
+        body["corrected"] = corrected
+    return JSONRenderer().render(body)
+
+
+LIST_QUERIES = [
+    "",
+    "status=pending&ordering=due_date&limit=50",
+    "status=completed",
+    "status=skipped",
+    "ordering=-priority,title&limit=7&offset=3",
+    "priority=high,urgent",
+    "tags=zürich",
+    "due=overdue",
+    "q=quoted",
+    "q=offset&highlight=true",
+    "q=Unicode&highlight=true",
+    "q=ofset",
+    "q=nothing-like-this",
+    "offset=500",
+]
+
+
+@pytest.mark.parametrize("query", LIST_QUERIES)
+def test_a_list_page_is_the_bytes_the_api_sent_before(api, make_task, user_id, query):
+    # given tasks with every kind of value
+    _variety(make_task, user_id)
+
+    # when a page is listed
+    response = api.get(f"/api/tasks/?{query}")
+
+    # then its body is, byte for byte, the page built from model rows in Python
+    assert response.status_code == 200, response.content
+    assert response.content == _reference_body(user_id, query)
+
+
+def test_the_trash_is_the_bytes_the_api_sent_before(api, make_task, user_id):
+    for task_id in _variety(make_task, user_id)[:6]:
+        services.task_delete(user_id=user_id, task_id=task_id)
+
+    response = api.get("/api/tasks/trash/")
+
+    trashed = Task.objects.filter(user_id=user_id, deleted_at__isnull=False)
+    items = []
+    for row in trashed.order_by("-deleted_at", "-id").values(*REPRESENTATION_FIELDS)[:50]:
+        item = row_to_dict(row)
+        item["purge_after"] = iso(row["deleted_at"] + TRASH_RETENTION)
+        items.append(item)
+    body = {"count": len(items), "limit": 50, "offset": 0, "results": items}
+    assert response.content == JSONRenderer().render(body)
+
+
+def test_an_indented_page_holds_the_same_values(api, make_task, user_id):
+    _variety(make_task, user_id)
+
+    indented = api.get("/api/tasks/", HTTP_ACCEPT="application/json; indent=2")
+
+    assert b'\n  "count"' in indented.content
+    assert indented.json() == api.get("/api/tasks/").json()
