@@ -85,6 +85,8 @@ REPEAT_FROM_CHOICES: tuple[str, ...] = tuple(RepeatFrom.values)
 REPEAT_FROM_MAX_LENGTH = 16
 # A deleted task stays in the trash this long, then the retention sweep purges it.
 TRASH_RETENTION = timedelta(days=30)
+# A task still to do: not done, not skipped, not in the trash (``status=pending`` of a list).
+OPEN = Q(completed=False, skipped_at__isnull=True, deleted_at__isnull=True)
 # How long after a change its author (the same token) may undo it.
 UNDO_WINDOW = timedelta(minutes=10)
 # How many next due times ``/occurrences/`` lists at most, and by default.
@@ -171,24 +173,30 @@ class Task(models.Model):
         indexes = [
             # user and words together (btree_gin): the planner answers a user's search from one index
             GinIndex(fields=["user_id", "search_vector"], name="task_user_search_gin"),
-            models.Index(fields=["user_id", "created_at", "id"], name="task_user_created_idx"),
             models.Index(fields=["user_id", "updated_at", "id"], name="task_user_updated_idx"),
             models.Index(fields=["user_id", "due_at", "id"], name="task_user_due_idx"),
             models.Index(fields=["user_id", "priority", "id"], name="task_user_priority_idx"),
-            models.Index(
-                fields=["user_id", "due_at", "id"],
-                name="task_user_pending_due_idx",
-                condition=Q(completed=False),
-            ),
-            models.Index(
-                fields=["user_id", "priority", "id"],
-                name="task_user_pending_prio_idx",
-                condition=Q(completed=False),
-            ),
+            # The default list (newest first) and its count: every list leaves out the trash,
+            # so the count of a user's live tasks is read from this index alone.
             models.Index(
                 fields=["user_id", "created_at", "id"],
-                name="task_user_pending_created_idx",
-                condition=Q(completed=False),
+                name="task_user_live_created_idx",
+                condition=Q(deleted_at__isnull=True),
+            ),
+            # What is left to do (``status=pending``, ``due=overdue``): each index's condition is
+            # the filter's whole, so a page reads no row it does not show and its count reads
+            # the index alone.
+            *(
+                models.Index(
+                    fields=["user_id", column, "id"],
+                    name=f"task_user_open_{short}_idx",
+                    condition=OPEN,
+                )
+                for column, short in (
+                    ("due_at", "due"),
+                    ("priority", "prio"),
+                    ("created_at", "created"),
+                )
             ),
             models.Index(
                 fields=["user_id", "deleted_at", "id"],
