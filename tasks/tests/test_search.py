@@ -4,10 +4,12 @@ judged relevance set (recall@10 and exact titles first)."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks import selectors
+from tasks.search import parse
 from tasks.selectors import TaskFilters
 
 pytestmark = pytest.mark.django_db
@@ -146,6 +148,27 @@ def test_judged_queries_find_their_tasks_in_the_top_ten(corpus, user_id):
                 missed.append((query, key))
     assert len(JUDGED) >= 60
     assert found / wanted >= 0.95, missed
+
+
+def test_the_title_test_agrees_with_a_title_only_cover_density_rank(corpus, user_id):
+    # ``in_title`` filters the vector to its title lexemes instead of ranking the cover
+    # density with every weight but the title's at zero (three times the cost): for every
+    # judged query and every title, both say the same of every task.
+    queries = [query for query, _ in JUDGED] + EXACT_TITLES
+    with connection.cursor() as cursor:
+        for query in queries:
+            search = parse(query, user_id=user_id)
+            tsquery, params = search.tsquery()
+            in_title, in_title_params = search.in_title().sql, search.in_title().params
+            cursor.execute(
+                f"SELECT count(*) FILTER (WHERE ({in_title}) IS DISTINCT FROM "
+                f"(ts_rank_cd('{{0,0,0,1}}', search_vector, {tsquery}) > 0)), count(*) "
+                "FROM tasks_task WHERE user_id = %s",
+                [*in_title_params, *params, user_id],
+            )
+            differing, rows = cursor.fetchone()
+            assert rows == len(CORPUS)
+            assert differing == 0, query
 
 
 @pytest.mark.parametrize("title", EXACT_TITLES)
