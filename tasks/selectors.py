@@ -236,22 +236,21 @@ def task_list_for_user(
     """One page of the user's tasks, its total, and the sequence of the user's newest event it
     reflects (``sequence``): ``/api/changes/?since=<sequence>`` then gives every later change
     once. A search that finds nothing is tried again with the closest words the user has."""
-    page = _task_page(user_id=user_id, filters=filters, limit=limit, offset=offset)
-    search = page.search
-    if search is None or page.page.items or offset:
-        return page.page
+    read = _read_page(user_id=user_id, filters=filters, limit=limit, offset=offset)
+    if read.rows or read.search is None or offset:
+        return read.page()
     # Nothing matched: try the closest words the user has for the words that match nothing.
-    corrected = corrections(search)
+    corrected = corrections(read.search)
     if not corrected:
-        return page.page
-    fixed = _task_page(
+        return read.page()
+    fixed = _read_page(
         user_id=user_id,
         filters=filters,
         limit=limit,
         offset=offset,
-        search=search.with_corrections(corrected),
+        search=read.search.with_corrections(corrected),
     )
-    return replace(fixed.page, corrected=corrected)
+    return replace(fixed.page(), corrected=corrected)
 
 
 @contextmanager
@@ -272,14 +271,55 @@ def _one_snapshot() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class _SearchedPage:
-    page: TaskPage
+class _PageRead:
+    """What one statement read for a page (``_read_page``); ``page()`` makes it the page."""
+
+    user_id: str
+    limit: int
+    offset: int
     search: Search | None
+    matching: QuerySet[Task]
+    selected: QuerySet
+    highlighted: bool
+    rows: list[tuple]
+
+    def page(self) -> TaskPage:
+        rows = self.rows
+        if not rows:
+            # Nothing matches, or past the end: no row carries the total and the sequence.
+            # They are read with the page again in one snapshot (``_one_snapshot``): a task
+            # written since the first read would otherwise be in neither the page nor the
+            # changes after it.
+            with _one_snapshot():
+                rows = list(self.selected.all())
+                if not rows:
+                    return TaskPage(
+                        rows=[],
+                        total=self.matching.count() if self.offset else 0,
+                        limit=self.limit,
+                        offset=self.offset,
+                        sequence=latest_sequence_for_user(user_id=self.user_id),
+                    )
+        if self.highlighted:
+            texts = [
+                _with_key(
+                    row[0],
+                    "highlight",
+                    {"title": marked(row[3]), "description": marked(row[4])},
+                )
+                for row in rows
+            ]
+        else:
+            texts = [row[0] for row in rows]
+        first = rows[0]
+        return TaskPage(
+            rows=texts, total=first[1], limit=self.limit, offset=self.offset, sequence=first[2]
+        )
 
 
-def _task_page(
+def _read_page(
     *, user_id: str, filters: TaskFilters, limit: int, offset: int, search: Search | None = None
-) -> _SearchedPage:
+) -> _PageRead:
     """The page, its total and the user's sequence in one statement, which sees one snapshot:
     no transaction is needed for them to agree, and a list costs one round trip."""
     matching, search = _matching(user_id=user_id, filters=filters, search=search)
@@ -288,40 +328,21 @@ def _task_page(
     page = _ordered(matching, search, filters).annotate(
         total_count=_count_of(matching), sequence=sequence
     )
-    marks = ("title_marked", "description_marked") if search and filters.highlight else ()
+    highlighted = bool(search and filters.highlight)
+    marks = ("title_marked", "description_marked") if highlighted else ()
     selected = page.values_list(RepresentationJson(), "total_count", "sequence", *marks)[
         offset : offset + limit
     ]
-    rows = list(selected)
-    if not rows:
-        # Nothing matches, or past the end: no row carries the total and the sequence. They
-        # are read with the page again in one snapshot (``_one_snapshot``): a task written
-        # since the first read would otherwise be in neither the page nor the changes after it.
-        with _one_snapshot():
-            rows = list(selected.all())
-            if not rows:
-                empty = TaskPage(
-                    rows=[],
-                    total=matching.count() if offset else 0,
-                    limit=limit,
-                    offset=offset,
-                    sequence=latest_sequence_for_user(user_id=user_id),
-                )
-                return _SearchedPage(empty, search)
-    if marks:
-        texts = [
-            _with_key(
-                row[0],
-                "highlight",
-                {"title": marked(row[3]), "description": marked(row[4])},
-            )
-            for row in rows
-        ]
-    else:
-        texts = [row[0] for row in rows]
-    first = rows[0]
-    page_ = TaskPage(rows=texts, total=first[1], limit=limit, offset=offset, sequence=first[2])
-    return _SearchedPage(page_, search)
+    return _PageRead(
+        user_id=user_id,
+        limit=limit,
+        offset=offset,
+        search=search,
+        matching=matching,
+        selected=selected,
+        highlighted=highlighted,
+        rows=list(selected),
+    )
 
 
 @dataclass(frozen=True)
