@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # which only bench.settings installs; the servers they start get the product's settings.
 BENCH := DJANGO_SETTINGS_MODULE=bench.settings $(PY) manage.py
 
-.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-sync bench-load bench-faults bench-schema client-types example clean
+.PHONY: install run test test-fast lint format bench bench-queries bench-events bench-realtime bench-mcp bench-reminders bench-recurrence bench-sync bench-search-migration bench-load bench-faults bench-schema client-types example clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench-recurrence: install
 
 bench-sync: install  ## Idempotency-Key overhead, bulk vs single creates, the change feed over 1,000 events
 	$(BENCH) bench_sync
+
+bench-search-migration: install  ## migration 0006 on 1,000,000 tasks with a writer and a reader running (not in `bench`: about 6 min)
+	$(BENCH) bench_search_migration
 
 bench-load: install  ## 1,000 users with a WebSocket each, 60 s: error rate, p95, nothing lost
 	$(BENCH) loadtest

@@ -15,6 +15,7 @@ BENCH_COMMANDS = {
     "bench_realtime",
     "bench_recurrence",
     "bench_reminders",
+    "bench_search_migration",
     "bench_sync",
     "fault_check",
     "loadtest",
