@@ -35,6 +35,7 @@ from idempotency.services import (
     key_record_answer,
     request_fingerprint,
 )
+from idempotency.transactions import request_transaction
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -151,7 +152,7 @@ class IdempotencyMiddleware:
             return response
 
     def _once(self, request: HttpRequest, *, user_id: str, key: str, fingerprint: str, path: str):
-        with transaction.atomic():
+        with request_transaction():
             claim = key_claim(
                 user_id=user_id,
                 key=key,

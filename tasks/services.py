@@ -25,6 +25,7 @@ from events.actors import acting_as, current_actor
 from events.schemas import Envelope
 from events.selectors import recent_events_about
 from events.services import event_records
+from idempotency.transactions import service_savepoint
 from tasks.errors import TaskConflict, TaskNotFound, TaskValidationError, VersionConflict
 from tasks.event_types import TaskPayload, task_event
 from tasks.models import APPLY_TO_CHOICES, TRASH_RETENTION, UNDO_WINDOW, Task
@@ -134,9 +135,10 @@ def task_create(
         series_anchor_index=series_anchor_index,
         check_reminder_in_past=check_reminder_in_past,
     )
-    with transaction.atomic():
+    # A savepoint only where a caller may catch an error and go on (idempotency.transactions).
+    with transaction.atomic(savepoint=service_savepoint()):
         lock_user(user_id)
-        with _duplicate_instance_is_a_conflict(), transaction.atomic(), allow_task_writes():
+        with _duplicate_instance_is_a_conflict(), allow_task_writes():
             task.save(force_insert=True)
         _announce(
             TaskChange(action="created", task=task, user_id=user_id, snapshot=task_to_dict(task))
@@ -169,9 +171,9 @@ def task_create_many(*, user_id: str, items: list[dict[str, Any]]) -> list[Task]
             raise InvalidItem(index, exc) from exc
     if not tasks:
         return []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=service_savepoint()):
         lock_user(user_id)
-        with _duplicate_instance_is_a_conflict(), transaction.atomic(), allow_task_writes():
+        with _duplicate_instance_is_a_conflict(), allow_task_writes():
             Task.objects.bulk_create(tasks)
         changes = [
             TaskChange(action="created", task=task, user_id=user_id, snapshot=task_to_dict(task))
@@ -240,6 +242,9 @@ def _new_task(
 
 @contextmanager
 def _duplicate_instance_is_a_conflict():
+    # The refused insert needs no savepoint of its own: the conflict leaves the service's block,
+    # whose savepoint (or rollback, when it is the whole transaction) undoes it for the caller
+    # that catches it (the recurrence consumer; a bulk batch).
     try:
         yield
     except IntegrityError as exc:
