@@ -27,9 +27,19 @@ class FastJSONRenderer(JSONRenderer):
             # DRF's encoder indents; what orjson wrote as it is (``orjson.Fragment``, a task
             # PostgreSQL wrote) goes through it as the values it holds.
             return super().render(orjson.loads(rendered), accepted_media_type, renderer_context)
-        # Like DRF: the two line separators JavaScript does not allow in strings, escaped.
-        if b"\xe2\x80\xa8" in rendered or b"\xe2\x80\xa9" in rendered:
-            rendered = rendered.replace(b"\xe2\x80\xa8", b"\\u2028").replace(
+        return _separators_escaped(rendered)
+
+
+def _separators_escaped(rendered: bytes) -> bytes:
+    """Like DRF: the two line separators JavaScript does not allow in strings (U+2028, U+2029)
+    escaped. Only the bytes that can start one (0xE2, found by ``memchr``) are looked at: two
+    searches for the separators themselves cost more than the encoding on a large body (a
+    change feed of a thousand tasks, 580 kB)."""
+    at = rendered.find(b"\xe2")
+    while at != -1:
+        if rendered[at + 1 : at + 3] in (b"\x80\xa8", b"\x80\xa9"):
+            return rendered.replace(b"\xe2\x80\xa8", b"\\u2028").replace(
                 b"\xe2\x80\xa9", b"\\u2029"
             )
-        return rendered
+        at = rendered.find(b"\xe2", at + 1)
+    return rendered

@@ -19,6 +19,9 @@ SAMPLES = [
         {"error": {"fields": ReturnList([{"field": "title"}], serializer=None)}}, serializer=None
     ),
     [1, 2.5, True, False, "</script>", "\u2028", "\u2029 end"],
+    # Other characters whose UTF-8 starts with 0xE2, before and after a separator.
+    ["curly \u2019quotes\u2019 \u2014 \u2026", "both \u2029\u2028 twice \u2028 end \u2026"],
+    ["\u20ac at the end \u2026"],
 ]
 
 
