@@ -402,17 +402,26 @@ class Command(BaseCommand):
                     results[case] = timings
             finally:
                 client.close()
-            throughput = self._throughput(port, tokens[user_ids[0]], words)
+            throughput = self._throughput(port, tokens[user_ids[0]], words, user_ids[0])
         return results, throughput
 
-    def _throughput(self, port: int, token: str, words) -> dict[str, float]:
-        """Requests per second of /healthz and of each page, one after another in the same run,
-        from ``THROUGHPUT_CONNECTIONS`` kept connections in threads."""
-        paths = {"healthz": "/healthz"} | {
-            name: "/api/tasks/?"
-            + urlencode({key: value.format(**words) for key, value in params.items()})
-            for name, params in THROUGHPUT_PAGES.items()
-        }
+    def _throughput(self, port: int, token: str, words, user_id: str) -> dict[str, float]:
+        """Requests per second of /healthz, of each page, and of one task (the lightest read
+        through authentication, rate limit and DRF, for reference), one after another in the
+        same run, from ``THROUGHPUT_CONNECTIONS`` kept connections in threads."""
+        with psycopg.connect(conninfo(BENCH_DB)) as conn:
+            one = conn.execute(
+                "SELECT id FROM tasks_task WHERE user_id = %s ORDER BY id LIMIT 1", [user_id]
+            ).fetchone()[0]
+        paths = (
+            {"healthz": "/healthz"}
+            | {
+                name: "/api/tasks/?"
+                + urlencode({key: value.format(**words) for key, value in params.items()})
+                for name, params in THROUGHPUT_PAGES.items()
+            }
+            | {"one task": f"/api/tasks/{one}/"}
+        )
         headers = {"Authorization": f"Bearer {token}"}
         rates = {}
         for name, path in paths.items():
@@ -461,6 +470,10 @@ class Command(BaseCommand):
                 f"| {rates[name]:,.0f} | {ratio:.2f} | >= {goal} "
                 f"| {'met' if ratio >= goal else 'missed'} |"
             )
+        lines.append(
+            f"| one task `/api/tasks/<id>/` (reference: the lightest authenticated read) "
+            f"| {rates['one task']:,.0f} | {rates['one task'] / rates['healthz']:.2f} | | |"
+        )
         return "\n".join(lines) + "\n"
 
     def _table(self, raw, http, naive, plans, users, per_user, samples, words) -> str:
