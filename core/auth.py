@@ -192,6 +192,22 @@ class TokenScopePermission(permissions.BasePermission):
         return user.can_write
 
 
+_VERIFIED = "_verified_bearer"
+
+
+def verify_request_token(request, token: str) -> TokenUser:
+    """``verify_token`` for a Django request's bearer token, remembered on the request: a
+    middleware that needs the caller (``idempotency``) and the view then verify it once."""
+    user = verify_token(token)
+    setattr(request, _VERIFIED, (token, user))
+    return user
+
+
+def verified_before(request, token: str) -> TokenUser | None:
+    verified = getattr(request, _VERIFIED, None)
+    return verified[1] if verified is not None and verified[0] == token else None
+
+
 class JWTAuthentication(authentication.BaseAuthentication):
     www_authenticate_realm = "api"
 
@@ -205,7 +221,7 @@ class JWTAuthentication(authentication.BaseAuthentication):
                 "Use the Authorization: Bearer <token> header.", code="invalid_token"
             )
         try:
-            user = verify_token(token)
+            user = verified_before(request._request, token) or verify_token(token)
         except AuthError as exc:
             raise exceptions.AuthenticationFailed(exc.message, code=exc.code) from None
         return user, user.claims

@@ -8,23 +8,23 @@ Only successful answers (2xx) are kept: an error changed nothing (its transactio
 back), so repeating the request is safe and may succeed (a 409 or 429 that has gone away).
 Requests without a valid token are left to the view (401), unkeyed.
 
-The key is claimed under the token's subject as the token says it; the view verifies the token
-as it would anyway, and an answer is kept, or a kept one given back, only to a caller the view
-(or, when it did not authenticate, this middleware) proved to be that user. So the common
-request verifies its token once, and a forged token claims and reads nothing.
+The key is claimed under the token's subject once the token verifies (a forged token claims and
+reads nothing), and the claim takes the user's lock in the same round trip
+(``core.locking``): a keyed write makes two statements more than a plain one, the claim and
+the stored answer.
 """
 
 from __future__ import annotations
 
 import re
 
-import jwt
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from core.auth import AuthError, TokenUser, bearer_from_header, verify_token
+from core.auth import AuthError, bearer_from_header, verify_request_token
 from core.errors import error_body
+from core.locking import user_locked_by_caller
 from core.middleware import is_api_path
 from core.users import is_user_id
 from idempotency.models import KEY_MAX_LENGTH
@@ -72,29 +72,17 @@ def _token(request: HttpRequest) -> str | None:
     return bearer_from_header(request.META.get("HTTP_AUTHORIZATION"))
 
 
-def _claimed_caller(request: HttpRequest) -> str | None:
-    """The subject the request's token names, its signature not checked (``_is_caller``)."""
+def _verified_caller(request: HttpRequest) -> str | None:
+    """The user the request's token proves it comes from (the view checks it again and
+    answers 401 for a token that does not verify)."""
     token = _token(request)
     if token is None:
         return None
     try:
-        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
-    except jwt.PyJWTError:
+        subject = verify_request_token(request, token).id
+    except AuthError:
         return None
     return subject if is_user_id(subject) else None
-
-
-def _is_caller(request: HttpRequest, user_id: str) -> bool:
-    """Whether the request proved to come from ``user_id``: the API view authenticated it (DRF
-    puts its user on the request), or its token verifies here."""
-    user = getattr(request, "user", None)
-    if isinstance(user, TokenUser):
-        return user.id == user_id
-    token = _token(request)
-    try:
-        return token is not None and verify_token(token).id == user_id
-    except AuthError:
-        return False
 
 
 def _refusal(status: int, code: str, message: str, *, field: str | None = None) -> JsonResponse:
@@ -120,7 +108,7 @@ class IdempotencyMiddleware:
         raw = request.headers.get(HEADER)
         if raw is None or request.method not in WRITE_METHODS or not is_api_path(request.path_info):
             return self.get_response(request)
-        user_id = _claimed_caller(request)
+        user_id = _verified_caller(request)
         if user_id is None:
             return self.get_response(request)
         try:
@@ -141,8 +129,6 @@ class IdempotencyMiddleware:
         try:
             return self._once(request, user_id=user_id, key=key, fingerprint=fingerprint, path=path)
         except KeyInFlight:
-            if not _is_caller(request, user_id):
-                return self.get_response(request)  # the view answers 401
             response = _refusal(
                 409,
                 "idempotency_key_in_flight",
@@ -159,10 +145,9 @@ class IdempotencyMiddleware:
                 fingerprint=fingerprint,
                 method=request.method or "",
                 path=path,
+                lock_user=True,
             )
             if claim.stored is not None:
-                if not _is_caller(request, user_id):
-                    return self.get_response(request)  # the view answers 401
                 if claim.stored.fingerprint != fingerprint:
                     return _refusal(
                         422,
@@ -170,12 +155,9 @@ class IdempotencyMiddleware:
                         "This Idempotency-Key was used for a different request.",
                     )
                 return _replay(claim.stored)
-            response = self.get_response(request)
-            if (
-                200 <= response.status_code < 300
-                and not response.streaming
-                and _is_caller(request, user_id)
-            ):
+            with user_locked_by_caller(user_id):
+                response = self.get_response(request)
+            if 200 <= response.status_code < 300 and not response.streaming:
                 assert claim.key_id is not None
                 key_record_answer(
                     key_id=claim.key_id,

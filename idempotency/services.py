@@ -17,6 +17,7 @@ import orjson
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from core.locking import USER_LOCK, USER_LOCK_SEED
 from idempotency import conf
 
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -40,9 +41,15 @@ claimed AS (
     WHERE k.created_at < %(expired_before)s
     RETURNING k.id
 )
-SELECT claimed.id, set_config('lock_timeout', setting.previous, true)
+SELECT claimed.id, set_config('lock_timeout', setting.previous, true){user_lock}
 FROM claimed, setting
 """
+# The claim that also takes the user's lock once the key is claimed (after the lock timeout
+# is put back: waiting for the user's other writes is not a key in flight).
+_CLAIM_AND_LOCK = _CLAIM.replace(
+    "{user_lock}", ", " + USER_LOCK.format(user="%(user_id)s", seed="%(lock_seed)s")
+)
+_CLAIM = _CLAIM.replace("{user_lock}", "")
 
 _STORED = """
 SELECT fingerprint, status, headers, body FROM idempotency_idempotencykey
@@ -80,10 +87,20 @@ def request_fingerprint(*, method: str, path: str, if_match: str, body: bytes) -
 
 
 def key_claim(
-    *, user_id: str, key: str, fingerprint: str, method: str, path: str, attempts: int = 2
+    *,
+    user_id: str,
+    key: str,
+    fingerprint: str,
+    method: str,
+    path: str,
+    lock_user: bool = False,
+    attempts: int = 2,
 ) -> Claim:
     """Claim ``key`` for this request in the current transaction, or return the answer of the
-    request that holds it. Raises ``KeyInFlight`` when that request is still running."""
+    request that holds it. Raises ``KeyInFlight`` when that request is still running.
+
+    With ``lock_user``, a claim also takes the user's lock (``core.locking``) in the same
+    round trip; the caller then says so with ``core.locking.user_locked_by_caller``."""
     ttl = timedelta(hours=conf.get("IDEMPOTENCY_KEY_TTL_HOURS"))
     params = {
         "wait": f"{max(1, int(conf.get('IDEMPOTENCY_WAIT_SECONDS') * 1000))}ms",
@@ -93,11 +110,13 @@ def key_claim(
         "method": method,
         "path": path[:2048],
         "expired_before": timezone.now() - ttl,
+        "lock_seed": USER_LOCK_SEED,
     }
+    claim_sql = _CLAIM_AND_LOCK if lock_user else _CLAIM
     with connection.cursor() as cursor:
         for _ in range(attempts):
             try:
-                cursor.execute(_CLAIM, params)
+                cursor.execute(claim_sql, params)
             except OperationalError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                     raise KeyInFlight(key) from None

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from core.locking import USER_LOCK_SEED, lock_user, lock_users
+from core.locking import USER_LOCK_SEED, lock_user, lock_users, user_locked_by_caller
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,3 +43,36 @@ def test_lock_users_takes_every_users_lock_once_sorted_until_commit():
 def test_no_users_is_no_query(django_assert_num_queries):
     with transaction.atomic(), django_assert_num_queries(0):
         assert lock_users([]) == []
+
+
+def test_a_lock_the_callers_statement_took_is_not_asked_again(django_assert_num_queries):
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", ["a", USER_LOCK_SEED]
+            )
+        with user_locked_by_caller("a"):
+            with django_assert_num_queries(0):
+                lock_user("a")
+            with django_assert_num_queries(1):
+                lock_user("b")  # another user's lock is still asked for
+            assert _held_elsewhere("a")
+
+
+def test_outside_the_block_that_took_it_the_lock_is_asked_for_again(django_assert_num_queries):
+    with transaction.atomic(), user_locked_by_caller("a"):
+        pass
+    with transaction.atomic(), django_assert_num_queries(1):
+        lock_user("a")
+
+
+def test_a_transaction_that_locked_its_user_first_locks_no_other_user():
+    with transaction.atomic(), user_locked_by_caller("m"):
+        assert lock_users(["m"]) == ["m"]
+        with pytest.raises(RuntimeError):
+            lock_users(["a", "m"])
+
+
+def test_a_callers_lock_is_only_said_inside_a_transaction():
+    with pytest.raises(RuntimeError), user_locked_by_caller("a"):
+        pass

@@ -49,10 +49,13 @@ def test_a_keyed_create_and_a_plain_one_take_no_savepoint(api, user_id):
     with CaptureQueriesContext(connection) as keyed:
         assert post(api, {"title": "keyed"}, "k-shape").status_code == 201
 
-    # then neither sets a savepoint, and the keyed one adds only the claim and the answer
+    # then neither sets a savepoint, and the keyed one takes the user's lock with its claim:
+    # it adds one statement, the answer
     assert savepoints(plain.captured_queries) == []
     assert savepoints(keyed.captured_queries) == []
-    assert len(keyed.captured_queries) == len(plain.captured_queries) + 2
+    assert len(keyed.captured_queries) == len(plain.captured_queries) + 1
+    locks = [q["sql"] for q in keyed.captured_queries if "pg_advisory_xact_lock" in q["sql"]]
+    assert len(locks) == 1 and "INSERT INTO idempotency_idempotencykey" in locks[0]
     key = IdempotencyKey.objects.get(user_id=user_id, key="k-shape")
     assert key.status == 201
     assert Task.objects.filter(user_id=user_id).count() == 2
