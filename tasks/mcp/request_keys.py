@@ -22,6 +22,7 @@ from django.db import transaction
 from mcp.types import CallToolResult
 from pydantic import Field, TypeAdapter
 
+from core.locking import user_locked_by_caller
 from idempotency.models import KEY_MAX_LENGTH
 from idempotency.services import key_claim, key_record_answer
 from tasks.mcp.results import tool_error
@@ -95,13 +96,17 @@ def once(request: RequestKey, user_id: str, answer: Callable[[], CallToolResult]
             fingerprint=request.fingerprint,
             method=METHOD,
             path=f"mcp:{request.tool}",
+            lock_user=True,
         )
         if claim.stored is not None:
             if claim.stored.fingerprint != request.fingerprint:
                 raise KeyReused(request.key)
             stored = CallToolResult.model_validate_json(claim.stored.body)
             return stored.model_copy(update={"meta": {**(stored.meta or {}), REPLAYED: True}})
-        result = answer()
+        # The claim took the user's lock too (as REST's keyed writes do): the services' own
+        # lock_user is not asked again.
+        with user_locked_by_caller(user_id):
+            result = answer()
         if result.is_error:
             transaction.set_rollback(True)
             return result
