@@ -40,7 +40,6 @@ from tasks.representation import (
     REPRESENTATION_FIELDS,
     RepresentationJson,
     iso,
-    row_to_dict,
 )
 from tasks.search import Search, corrections, marked, parse
 
@@ -463,13 +462,6 @@ def _projected(last: Task, wanted: int) -> list[Occurrence]:
     return [Occurrence(item.index, item.due_at, last.timezone) for item in upcoming]
 
 
-def task_representations_for_user(*, user_id: str, task_ids) -> dict[int, dict]:
-    """The user's tasks among ``task_ids`` as they are now, by id; a task that is gone or in
-    the trash is not there."""
-    rows = _live_tasks(user_id).filter(pk__in=list(task_ids)).values(*REPRESENTATION_FIELDS)
-    return {row["id"]: row_to_dict(row) for row in rows}
-
-
 class _IsAnyOf(Func):
     """``column = ANY(array)``, the array as one literal: psycopg adapts a list of a thousand
     ints one by one in Python."""
@@ -480,8 +472,9 @@ class _IsAnyOf(Func):
 
 
 def task_representations_in_bulk(*, user_id: str, task_ids) -> dict[int, dict]:
-    """What ``task_representations_for_user`` returns, formatted by PostgreSQL
-    (``REPRESENTATION_COLUMNS``): for pages of up to a thousand tasks (the change feed)."""
+    """The user's tasks among ``task_ids`` as they are now, by id (a task that is gone or in
+    the trash is not there), written by PostgreSQL (``RepresentationJson``): for pages of up
+    to a thousand tasks (the change feed)."""
     if not task_ids:
         return {}
     ids = "{" + ",".join(map(str, map(int, task_ids))) + "}"
