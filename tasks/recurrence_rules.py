@@ -11,13 +11,14 @@ month_day) by arithmetic on their periods, because dateutil can only iterate fro
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import count as count_from
 from math import gcd
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dateutil import rrule as du
 
@@ -467,19 +468,25 @@ def _fields(rule: Rule) -> dict:
     }
 
 
+# Every IANA zone this machine's tz database has: the one list a task's zone is checked
+# against ("localtime" is the host's zone, not a portable IANA name).
+TIME_ZONES = tuple(sorted(zone for zone in zoneinfo.available_timezones() if zone != "localtime"))
+_TIME_ZONE_SET = frozenset(TIME_ZONES)
+
+
+def is_time_zone(name: object) -> bool:
+    """Whether ``name`` is one of ``TIME_ZONES``."""
+    return isinstance(name, str) and name in _TIME_ZONE_SET
+
+
 def validate_timezone(name: str) -> str:
     """Return ``name`` if it is a known IANA time zone, else raise (code "invalid_timezone")."""
+    if is_time_zone(name):
+        return name
     if not isinstance(name, str) or not name.strip():
         raise RecurrenceError(
             "time zone must be an IANA name such as 'Europe/London'", code="invalid_timezone"
         )
-    # "localtime" is the host's zone, not a portable IANA name.
-    if name != "localtime":
-        try:
-            ZoneInfo(name)
-            return name
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
     shown = name if len(name) <= 60 else name[:60] + "..."
     raise RecurrenceError(f"unknown time zone {shown!r}", code="invalid_timezone")
 

@@ -31,7 +31,7 @@ from tasks.models import (
     TITLE_MAX_LENGTH,
     WHEN_TEXT_MAX_LENGTH,
 )
-from tasks.recurrence_rules import MAX_COUNT, MAX_INTERVAL, WEEKDAYS
+from tasks.recurrence_rules import MAX_COUNT, MAX_INTERVAL, TIME_ZONES, WEEKDAYS
 from tasks.selectors import ORDERINGS
 from tasks.validation import (
     ANY_DATE_PATTERN,
@@ -40,7 +40,6 @@ from tasks.validation import (
     REMINDER_PATTERN,
     RRULE_PATTERN,
     RULE_FREQUENCIES,
-    TIME_ZONES,
     WHEN_TEXT,
     spell_blanks,
 )
