@@ -13,7 +13,16 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, BooleanField, F, Func, Q, QuerySet, Value
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    F,
+    Func,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -323,14 +332,22 @@ def _read_page(
     no transaction is needed for them to agree, and a list costs one round trip."""
     matching, search = _matching(user_id=user_id, filters=filters, search=search)
     sequence = latest_sequence_expression(user_id=user_id)
+    ordered = _ordered(matching, search, filters)
+    start = offset
+    if offset and search is None:
+        # Read in index order, PostgreSQL writes the JSON of every row up to the page's end,
+        # the ones the offset skips too: past the first page, the page's ids are found first,
+        # then written. (A search sorts its matches, and PostgreSQL writes only the rows the
+        # sort keeps.)
+        ids = ordered.values("pk")[offset : offset + limit]
+        ordered = _ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)), search, filters)
+        start = 0
     # The count is an uncorrelated subquery, which PostgreSQL runs once.
-    page = _ordered(matching, search, filters).annotate(
-        total_count=_count_of(matching), sequence=sequence
-    )
+    page = ordered.annotate(total_count=_count_of(matching), sequence=sequence)
     highlighted = bool(search and filters.highlight)
     marks = ("title_marked", "description_marked") if highlighted else ()
     selected = page.values_list(RepresentationJson(), "total_count", "sequence", *marks)[
-        offset : offset + limit
+        start : start + limit
     ]
     return _PageRead(
         user_id=user_id,

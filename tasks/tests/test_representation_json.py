@@ -188,6 +188,8 @@ LIST_QUERIES = [
     "q=offset&highlight=true",
     "q=Unicode&highlight=true",
     "q=ofset",
+    "q=offset&offset=2&limit=3&highlight=true",
+    "q=offset&ordering=-due_date&offset=4&limit=5",
     "q=nothing-like-this",
     "offset=500",
 ]
