@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import orjson
 from django.core.handlers.wsgi import WSGIRequest
@@ -125,7 +126,8 @@ def _operation_request(batch: Request, operation: dict) -> tuple[WSGIRequest, st
     path = "/api/" + route.format(task_id=operation.get("task_id"))
     data = operation.get("data") or {}
     body = b"" if method == "DELETE" else orjson.dumps(data)
-    query = "&".join(f"{name}={_query_value(value)}" for name, value in data.items())
+    # Encoded as a client would: a name or value may hold any text ("&", "=", "é", "会").
+    query = urlencode([(name, _query_value(value)) for name, value in data.items()])
     environ = {k: v for k, v in batch._request.META.items() if k not in _DROPPED_HEADERS}
     environ.update(
         {

@@ -211,6 +211,25 @@ def test_delete_data_is_its_query(api, make_task, user_id):
     assert result["body"]["error"]["fields"][0]["field"] == "nonsense"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"é会\U0001f600": "Ü"},  # beyond Latin-1, where a query string is decoded from
+        {"permanent=true&stop_series": "true"},  # no parameter smuggled in
+        {"permanent": "true & more"},
+    ],
+)
+def test_delete_data_of_any_text_is_a_clear_refusal(api, make_task, user_id, data):
+    task = make_task(title="x")
+
+    response = bulk(api, [{"op": "delete", "task_id": task.pk, "data": data}])
+
+    assert response.status_code == 200
+    result = response.json()["results"][0]
+    assert result["status"] == 400, result
+    assert Task.objects.filter(pk=task.pk, deleted_at__isnull=True).exists()
+
+
 def test_a_bulk_with_an_idempotency_key_is_done_once(api, user_id):
     ops = {"operations": [{"op": "create", "data": {"title": "once"}}]}
 
