@@ -89,11 +89,12 @@ class Search:
 
     # --- SQL ------------------------------------------------------------------------------
     def _term(self, word: str, *, keep_stopwords: bool) -> tuple[str, list]:
-        sql, params = "tasks_search_term(%s, %s)", [word, keep_stopwords]
         if word in self.corrected:
-            sql = f"({sql} || tasks_search_term(%s, true))"
-            params.append(self.corrected[word])
-        return sql, params
+            # A corrected word is none of the user's words in any form (``corrections``), so
+            # only its correction is looked for: asking for both matched the same tasks in the
+            # same order, and ranking them against the longer query cost a fifth more.
+            return "tasks_search_term(%s, true)", [self.corrected[word]]
+        return "tasks_search_term(%s, %s)", [word, keep_stopwords]
 
     def _item(self, item: Item, *, last: bool) -> tuple[str, list]:
         if item.phrase:

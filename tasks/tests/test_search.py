@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks import selectors
-from tasks.search import parse
+from tasks.search import Search, parse
 from tasks.selectors import TaskFilters
 
 pytestmark = pytest.mark.django_db
@@ -193,6 +193,40 @@ def test_a_typo_is_corrected_from_the_users_own_words_and_said(api, corpus):
     assert [t["title"] for t in body["results"]] == ["Weekly meeting notes"]
     # a word that matches is never "corrected", and the answer says nothing
     assert "corrected" not in api.get(LIST, {"q": "meeting"}).json()
+
+
+def test_a_corrected_search_finds_and_orders_as_one_asking_for_the_typed_word_too(
+    make_task, user_id, monkeypatch
+):
+    # given tasks that hold a word in their titles, descriptions, or both
+    for i in range(12):
+        make_task(
+            title=f"meeting {i}" if i % 3 else f"call {i}",
+            description="meeting notes" if i % 2 else "notes",
+        )
+    typed = TaskFilters(q="meetnig")
+    corrected = [
+        item["id"]
+        for item in selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50).items
+    ]
+
+    # when the typed word is asked for beside its correction, as it was before
+    def both(self, word, *, keep_stopwords):
+        if word in self.corrected:
+            return "(tasks_search_term(%s, %s) || tasks_search_term(%s, true))", [
+                word,
+                keep_stopwords,
+                self.corrected[word],
+            ]
+        return "tasks_search_term(%s, %s)", [word, keep_stopwords]
+
+    monkeypatch.setattr(Search, "_term", both)
+    with_typed = selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50)
+
+    # then the same tasks come in the same order
+    assert with_typed.corrected == {"meetnig": "meeting"}
+    assert [item["id"] for item in with_typed.items] == corrected
+    assert len(corrected) == 10
 
 
 def test_no_correction_comes_from_another_users_words(api, make_task, other_user_id):
