@@ -5,7 +5,9 @@ two written in German, Spanish, French, Portuguese or Chinese."""
 from __future__ import annotations
 
 import bisect
+import enum
 import itertools
+import json
 import random
 from datetime import datetime, timedelta
 
@@ -109,9 +111,50 @@ def _foreign_text(rng: random.Random, language: str, count: int) -> str:
     return " ".join(rng.choice(FOREIGN[language]) for _ in range(count))
 
 
+# The columns of ``task_rows``, in its order.
+CORPUS_COLUMNS = (
+    "user_id",
+    "title",
+    "description",
+    "completed",
+    "completed_at",
+    "priority",
+    "tags",
+    "due_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def copy_layout() -> tuple[str, tuple]:
+    """The columns a COPY of ``task_rows`` fills, as SQL, and the values that follow each
+    row's: every NOT NULL column of the task model the corpus does not give, with the model's
+    default, so a column added with a default needs nothing here. Nullable columns are left to
+    the database (NULL, or its trigger)."""
+    from django.db.models import JSONField
+
+    from tasks.models import Task
+
+    columns, defaults = list(CORPUS_COLUMNS), []
+    for field in Task._meta.concrete_fields:
+        if field.column in CORPUS_COLUMNS or field.primary_key or field.generated or field.null:
+            continue
+        if not field.has_default():
+            raise ValueError(
+                f"tasks_task.{field.column} is NOT NULL without a default: give the bench "
+                "corpus a value for it."
+            )
+        value = field.get_default()
+        if isinstance(value, enum.Enum):  # a model's choices: COPY takes the stored value
+            value = value.value
+        columns.append(field.column)
+        defaults.append(json.dumps(value) if isinstance(field, JSONField) else value)
+    return ", ".join(columns), tuple(defaults)
+
+
 def task_rows(user_ids: list[str], per_user: int, now: datetime, seed: int = 3):
-    """Yield rows for COPY: (user_id, title, description, completed, completed_at, priority,
-    tags_json, due_at, created_at, updated_at)."""
+    """Yield rows for COPY, their columns ``CORPUS_COLUMNS``; ``copy_layout`` gives the
+    rest."""
     import json
 
     rng = random.Random(seed)

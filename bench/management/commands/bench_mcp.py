@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import os
@@ -24,7 +23,6 @@ import psycopg
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
-from django.db.models import JSONField
 from django.utils import timezone
 
 from bench.benchmarks import (
@@ -38,9 +36,8 @@ from bench.benchmarks import (
     server_env,
     write_section,
 )
-from bench.corpus import task_rows
+from bench.corpus import copy_layout, task_rows
 from core.auth import issue_token
-from tasks.models import Task
 
 BENCH_DB = "todo_bench_mcp"
 ALIAS = "bench_mcp"
@@ -54,45 +51,10 @@ READER_WORDS = (
 GOAL_MS = 40
 LISTEN_GOAL_MS = 100
 WARMUP = 20
-# The columns of ``bench.corpus.task_rows``, in its order; COPY fills every other NOT NULL
-# column of the model with the model's default (``_copy_layout``).
-CORPUS_COLUMNS = (
-    "user_id",
-    "title",
-    "description",
-    "completed",
-    "completed_at",
-    "priority",
-    "tags",
-    "due_at",
-    "created_at",
-    "updated_at",
-)
 LISTENERS = 100
 LISTEN_USER = "bench-mcp-listen-{}"
 BULK_ITEMS = 50
 BULK_LABEL = f"add_tasks, {BULK_ITEMS} items (bulk: {BULK_ITEMS} writes, no per-call goal)"
-
-
-def _copy_layout() -> tuple[list[str], tuple]:
-    """The columns COPY fills and the values after the corpus's: every NOT NULL column of the
-    model the corpus does not give, with the model's default, so a column added with a default
-    needs nothing here. Nullable columns are left to the database (NULL, or its trigger)."""
-    columns, defaults = list(CORPUS_COLUMNS), []
-    for field in Task._meta.concrete_fields:
-        if field.column in CORPUS_COLUMNS or field.primary_key or field.generated or field.null:
-            continue
-        if not field.has_default():
-            raise CommandError(
-                f"tasks_task.{field.column} is NOT NULL without a default: give the bench "
-                "corpus a value for it."
-            )
-        value = field.get_default()
-        if isinstance(value, enum.Enum):  # a model's choices: COPY takes the stored value
-            value = value.value
-        columns.append(field.column)
-        defaults.append(json.dumps(value) if isinstance(field, JSONField) else value)
-    return columns, tuple(defaults)
 
 
 def _latest_sequence(user_id: str) -> int:
@@ -303,10 +265,10 @@ class Command(BaseCommand):
             self.stdout.write(f"loading {count:,} tasks for {READER} ...")
             started = time.perf_counter()
             conn.execute("DELETE FROM tasks_task WHERE user_id = %s", [READER])
-            columns, defaults = _copy_layout()
+            columns, defaults = copy_layout()
             with (
                 conn.cursor() as cursor,
-                cursor.copy(f"COPY tasks_task ({', '.join(columns)}) FROM STDIN") as copy,
+                cursor.copy(f"COPY tasks_task ({columns}) FROM STDIN") as copy,
             ):
                 for row in task_rows([READER], count, timezone.now()):
                     copy.write_row((*row, *defaults))

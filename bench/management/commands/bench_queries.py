@@ -31,18 +31,13 @@ from bench.benchmarks import (
     server_env,
     write_section,
 )
-from bench.corpus import task_rows
+from bench.corpus import copy_layout, task_rows
 from core.auth import issue_token
 from tasks.models import Task
 from tasks.selectors import TaskFilters, task_queryset_for_user
 
 BENCH_DB = "todo_bench"
 ALIAS = "bench"
-COPY_COLUMNS = (
-    "user_id, title, description, completed, completed_at, priority, tags, due_at, created_at, "
-    "updated_at, reminder_offset, remind_at, recurrence_rule, series_index, timezone, version, "
-    "repeat_from, series_anchor_index"
-)
 
 # name: (API query parameters, plan target ms, our goal ms)
 CASES = {
@@ -199,12 +194,13 @@ class Command(BaseCommand):
             # built in one statement each afterwards.
             conn.execute("ALTER TABLE tasks_task DISABLE TRIGGER USER")
             now = timezone.now()
+            columns, defaults = copy_layout()
             with (
                 conn.cursor() as cur,
-                cur.copy(f"COPY tasks_task ({COPY_COLUMNS}) FROM STDIN") as copy,
+                cur.copy(f"COPY tasks_task ({columns}) FROM STDIN") as copy,
             ):
                 for row in task_rows(user_ids, per_user, now):
-                    copy.write_row((*row, None, None, "none", 0, "UTC", 1, "due", 0))
+                    copy.write_row((*row, *defaults))
             copied = time.perf_counter()
             self._compute_search_vectors(user_ids)
             conn.execute("ALTER TABLE tasks_task ENABLE TRIGGER USER")

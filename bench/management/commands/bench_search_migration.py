@@ -39,18 +39,12 @@ from bench.benchmarks import (
     p50_p95,
     write_section,
 )
-from bench.corpus import COMMON_WORDS, FOREIGN, task_rows
+from bench.corpus import COMMON_WORDS, FOREIGN, copy_layout, task_rows
 
 BENCH_DB = "todo_bench_migration"
 ALIAS = "bench_migration"
 BEFORE = "0005_task_series_skip_trash"
 TARGET = "0006_multilingual_search"
-# The columns of tasks_task at 0005 without a default (the search vector is generated there).
-COPY_COLUMNS = (
-    "user_id, title, description, completed, completed_at, priority, tags, due_at, created_at, "
-    "updated_at, reminder_offset, remind_at, recurrence_rule, series_index, timezone, version, "
-    "repeat_from, series_anchor_index"
-)
 # Secondary indexes that back no constraint: dropped for the load and built again after it.
 INDEXES_SQL = (
     "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
@@ -199,12 +193,13 @@ class Command(BaseCommand):
                 conn.execute(f'DROP INDEX "{name}"')
             conn.execute("ALTER TABLE tasks_task DISABLE TRIGGER USER")
             now = timezone.now()
+            columns, defaults = copy_layout()
             with (
                 conn.cursor() as cur,
-                cur.copy(f"COPY tasks_task ({COPY_COLUMNS}) FROM STDIN") as copy,
+                cur.copy(f"COPY tasks_task ({columns}) FROM STDIN") as copy,
             ):
                 for row in itertools.islice(task_rows(user_ids, per_user, now), rows):
-                    copy.write_row((*row, None, None, "none", 0, "UTC", 1, "due", 0))
+                    copy.write_row((*row, *defaults))
             conn.execute("ALTER TABLE tasks_task ENABLE TRIGGER USER")
             for _, definition in indexes:
                 conn.execute(definition)
