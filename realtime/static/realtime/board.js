@@ -362,7 +362,7 @@ function renderTask(task, highlight) {
   const edit = item.querySelector(".edit");
   edit.setAttribute("aria-label", `Edit ${task.title}`);
   edit.addEventListener("click", () => openEditor(task.id));
-  const recurring = Boolean(describeRule(task.recurrence_pattern));
+  const recurring = Boolean(rule);
   const open = !task.completed && !task.skipped_at;
   const skip = item.querySelector(".skip");
   skip.hidden = !(recurring && open);
