@@ -4,7 +4,6 @@ stay cheap and must not fail a pod for a dependency another process owns."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -125,20 +124,19 @@ def check_redis() -> Finding:
 
 
 def dapr_http_endpoint() -> str:
-    """The sidecar's HTTP API as the Dapr SDK finds it: ``DAPR_HTTP_ENDPOINT``, or
-    ``DAPR_RUNTIME_HOST`` and ``DAPR_HTTP_PORT`` (3500)."""
-    endpoint = os.environ.get("DAPR_HTTP_ENDPOINT")
-    if endpoint:
-        return endpoint.rstrip("/")
-    host = os.environ.get("DAPR_RUNTIME_HOST", "127.0.0.1")
-    return f"http://{host}:{os.environ.get('DAPR_HTTP_PORT', '3500')}"
+    """The sidecar's HTTP API as the Dapr SDK finds it (``DAPR_HTTP_ENDPOINT``, or
+    ``DAPR_RUNTIME_HOST`` and ``DAPR_HTTP_PORT``), without the API version."""
+    from dapr.clients.http.helpers import get_api_url
+    from dapr.conf import settings as dapr_settings
+
+    return get_api_url().removesuffix(f"/{dapr_settings.DAPR_API_VERSION}")
 
 
 def check_dapr() -> list[Finding]:
     if conf.get("EVENTS_BROKER") != "dapr":
         return [Finding(SKIP, "dapr", "the embedded broker is in use (no sidecar needed)")]
     base = dapr_http_endpoint()
-    token = getattr(settings, "DAPR_API_TOKEN", "")
+    token = settings.DAPR_API_TOKEN
     headers = {"dapr-api-token": token} if token else {}
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=HTTP_TIMEOUT_SECONDS) as http:
