@@ -8,16 +8,9 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyAdmin
 from events.models import ConsumerCursor, DeadLetter, OutboxEvent
 from events.services import ReplayFailed, dead_letter_replay, last_line
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PendingFilter(admin.SimpleListFilter):
@@ -36,7 +29,7 @@ class PendingFilter(admin.SimpleListFilter):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(_ReadOnly):
+class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "consumer",
@@ -98,7 +91,7 @@ class DeadLetterAdmin(_ReadOnly):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(_ReadOnly):
+class OutboxEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "event_type", "user_id", "sequence", "created_at", "sent_at")
     list_filter = ("event_type",)
     search_fields = ("=event_id", "=user_id")
@@ -110,7 +103,7 @@ class OutboxEventAdmin(_ReadOnly):
 
 
 @admin.register(ConsumerCursor)
-class ConsumerCursorAdmin(_ReadOnly):
+class ConsumerCursorAdmin(ReadOnlyAdmin):
     list_display = ("consumer", "snapshot", "span_snapshot", "updated_at")
 
     def has_delete_permission(self, request, obj=None):

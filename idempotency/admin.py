@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin
 from idempotency.models import IdempotencyKey
 
 
 @admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(admin.ModelAdmin):
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
     """Read-only: keys are written with the requests they protect and expire on their own."""
 
     list_display = ("user_id", "key", "method", "path", "status", "created_at")
@@ -12,9 +13,3 @@ class IdempotencyKeyAdmin(admin.ModelAdmin):
     search_fields = ("user_id", "key")
     ordering = ("-created_at",)
     exclude = ("body",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

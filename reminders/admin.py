@@ -10,18 +10,13 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.text import Truncator
 
+from core.admin import ReadOnlyAdmin
 from reminders.models import Notification, Reminder, ReminderState
 
 TITLE_CELL_CHARS = 50
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
+class _ReadOnly(ReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
