@@ -62,10 +62,12 @@ EDITABLE_FIELDS = (
 )
 
 
-def _announce(change: TaskChange) -> None:
-    # The task's own event first: whatever the receivers record in this transaction follows it.
-    event_records([task_event(change)])
-    task_changed.send(sender=Task, change=change)
+def _announce(*changes: TaskChange) -> None:
+    # The tasks' own events first (one statement): whatever the receivers record in this
+    # transaction follows them.
+    event_records([task_event(change) for change in changes])
+    for change in changes:
+        task_changed.send(sender=Task, change=change)
 
 
 def _check_reminder_not_past(
@@ -175,13 +177,14 @@ def task_create_many(*, user_id: str, items: list[dict[str, Any]]) -> list[Task]
         lock_user(user_id)
         with _duplicate_instance_is_a_conflict(), allow_task_writes():
             Task.objects.bulk_create(tasks)
-        changes = [
-            TaskChange(action="created", task=task, user_id=user_id, snapshot=task_to_dict(task))
-            for task in tasks
-        ]
-        event_records([task_event(change) for change in changes])
-        for change in changes:
-            task_changed.send(sender=Task, change=change)
+        _announce(
+            *(
+                TaskChange(
+                    action="created", task=task, user_id=user_id, snapshot=task_to_dict(task)
+                )
+                for task in tasks
+            )
+        )
     return tasks
 
 
@@ -306,18 +309,8 @@ def task_update(
             return task, ()
         task.updated_at = now
         task.version = task.version + 1
-        with allow_task_writes():
-            try:
-                with transaction.atomic():
-                    task.save(update_fields=[*_model_fields(changed), "updated_at", "version"])
-            except IntegrityError as exc:
-                if "task_one_instance_per_series_due" in str(exc):
-                    raise TaskConflict(
-                        "This series already has an instance due at that time.",
-                        field="due_date",
-                        code="duplicate_instance",
-                    ) from None
-                raise
+        with _duplicate_instance_is_a_conflict(), allow_task_writes():
+            task.save(update_fields=[*_model_fields(changed), "updated_at", "version"])
         action = "updated"
         if "completed" in changed:
             action = "completed" if task.completed else "reopened"
@@ -478,10 +471,7 @@ def task_delete(
         if task.deleted_at is not None:
             return _purge_locked(task, reason="requested")
         if permanent:
-            snapshot = task_to_dict(task)
-            with allow_task_writes():
-                task.delete()
-            task.pk = snapshot["id"]
+            snapshot = _delete_row(task)
         else:
             now = timezone.now()
             task.deleted_at, task.updated_at, task.version = now, now, task.version + 1
@@ -500,12 +490,19 @@ def task_delete(
     return snapshot
 
 
-def _purge_locked(task: Task, *, reason: str) -> dict:
-    """Delete a task that is in the trash (its lock held); announce ``task.purged``."""
+def _delete_row(task: Task) -> dict:
+    """Delete the locked task's row; returns its last representation (the task keeps its id,
+    for the announcement)."""
     snapshot = task_to_dict(task)
     with allow_task_writes():
         task.delete()
     task.pk = snapshot["id"]
+    return snapshot
+
+
+def _purge_locked(task: Task, *, reason: str) -> dict:
+    """Delete a task that is in the trash (its lock held); announce ``task.purged``."""
+    snapshot = _delete_row(task)
     _announce(
         TaskChange(
             action="purged",
@@ -661,13 +658,12 @@ def _revert(task: Task, event: Envelope, *, user_id: str) -> tuple[str, dict]:
                 code="cannot_undo",
             )
         return "restored", task_to_dict(task_restore(user_id=user_id, task_id=task.pk))
-    previous = dict(getattr(payload, "previous", {}))
-    changed = list(getattr(payload, "changed_fields", []))
-    if event.event_type == "task.skipped" or "skipped_at" in changed:
-        previous["completed"] = False  # reopening a skipped occurrence clears skipped_at
-    changes = {name: previous[name] for name in changed if name in _UNDOABLE_FIELDS}
     if event.event_type == "task.skipped":
-        changes = {"completed": False}
+        changes = {"completed": False}  # reopening a skipped occurrence clears skipped_at
+    else:
+        previous = dict(getattr(payload, "previous", {}))
+        changed = getattr(payload, "changed_fields", [])
+        changes = {name: previous[name] for name in changed if name in _UNDOABLE_FIELDS}
     if not changes:
         raise TaskConflict(
             f"A {event.event_type} change cannot be undone.", field=None, code="cannot_undo"

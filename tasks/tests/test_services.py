@@ -4,6 +4,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from events.actors import acting_as
+from events.schemas import Actor
 from tasks import services
 from tasks.errors import TaskConflict, TaskNotFound, TaskValidationError, VersionConflict
 from tasks.models import Priority, Task
@@ -267,3 +269,22 @@ def test_a_bare_due_date_means_the_end_of_that_day_in_the_tasks_zone(user_id):
         user_id=user_id, title="t", due_date="2031-01-01", timezone_name="America/New_York"
     )
     assert task.due_at.isoformat() == "2031-01-02T04:59:59+00:00"
+
+
+def test_undo_of_a_skip_sets_the_occurrence_back_to_pending(user_id):
+    # given an occurrence of a series that one token skipped
+    task = services.task_create(
+        user_id=user_id,
+        title="Water the plants",
+        due_date="2031-06-02T10:00:00",
+        recurrence_pattern="daily",
+    )
+    with acting_as(Actor(surface="rest", token_id="token-1")):
+        services.task_skip(user_id=user_id, task_id=task.pk)
+        # when the same token undoes its latest change
+        undone = services.task_undo(user_id=user_id, task_id=task.pk, token_id="token-1")
+    # then the occurrence is pending again, by a new change that names the skip
+    assert (undone.undone_event_type, undone.action) == ("task.skipped", "reverted")
+    task.refresh_from_db()
+    assert (task.completed, task.completed_at, task.skipped_at) == (False, None, None)
+    assert task.version == 3
