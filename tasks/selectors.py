@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -289,7 +290,7 @@ class _PageRead:
     matching: QuerySet[Task]
     selected: QuerySet
     highlighted: bool
-    rows: list[tuple]
+    rows: list[Any]  # named rows: representation, total_count, sequence[, marks]
 
     def page(self) -> TaskPage:
         rows = self.rows
@@ -311,17 +312,24 @@ class _PageRead:
         if self.highlighted:
             texts = [
                 _with_key(
-                    row[0],
+                    row.representation,
                     "highlight",
-                    {"title": marked(row[3]), "description": marked(row[4])},
+                    {
+                        "title": marked(row.title_marked),
+                        "description": marked(row.description_marked),
+                    },
                 )
                 for row in rows
             ]
         else:
-            texts = [row[0] for row in rows]
+            texts = [row.representation for row in rows]
         first = rows[0]
         return TaskPage(
-            rows=texts, total=first[1], limit=self.limit, offset=self.offset, sequence=first[2]
+            rows=texts,
+            total=first.total_count,
+            limit=self.limit,
+            offset=self.offset,
+            sequence=first.sequence,
         )
 
 
@@ -343,10 +351,12 @@ def _read_page(
         ordered = _ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)), search, filters)
         start = 0
     # The count is an uncorrelated subquery, which PostgreSQL runs once.
-    page = ordered.annotate(total_count=_count_of(matching), sequence=sequence)
+    page = ordered.annotate(
+        representation=RepresentationJson(), total_count=_count_of(matching), sequence=sequence
+    )
     highlighted = bool(search and filters.highlight)
     marks = ("title_marked", "description_marked") if highlighted else ()
-    selected = page.values_list(RepresentationJson(), "total_count", "sequence", *marks)[
+    selected = page.values_list("representation", "total_count", "sequence", *marks, named=True)[
         start : start + limit
     ]
     return _PageRead(
