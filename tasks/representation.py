@@ -1,10 +1,10 @@
 """The one JSON shape of a task: REST responses, MCP results and event snapshots all use it.
 
 It is written two ways that give the same JSON: ``row_to_dict`` from Python values (a task
-just written, an event's snapshot), and ``REPRESENTATION_COLUMNS`` / ``columns_to_dict`` for
-reads of many tasks, where PostgreSQL writes the timestamps, the priority's label and the
-reminder as text (loading every timestamp into a ``datetime`` and formatting it back cost
-several times the query). ``tasks/tests/test_changes_representation.py`` holds the two equal.
+just written, an event's snapshot), and ``RepresentationJson`` for reads of many tasks, where
+PostgreSQL writes the whole JSON text (loading every timestamp into a ``datetime`` and
+formatting it back cost several times the query). ``tasks/tests/test_representation_json.py``
+holds the two equal.
 """
 
 from __future__ import annotations
