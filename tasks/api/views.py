@@ -75,9 +75,6 @@ def _task_response(task, *, status_code: int = status.HTTP_200_OK) -> Response:
     return response
 
 
-WRITE_FIELDS = set(TaskWriteSerializer().fields)
-
-
 @cache
 def _body_fields(serializer_class) -> frozenset[str]:
     """The names a request body may hold (read once per class: building one is costly)."""
