@@ -49,7 +49,7 @@ def user_locked_by_caller(user_id: str) -> Iterator[None]:
         _taken_by_caller.reset(token)
 
 
-def _held_for(user_id: str | None = None) -> str | None:
+def _held_for() -> str | None:
     """The user whose lock a caller's statement took in a block still open, if any."""
     taken = _taken_by_caller.get()
     if taken is None or not any(block is taken[1] for block in connection.atomic_blocks):
