@@ -298,7 +298,7 @@ def _atomic_failure(operations: list[dict], results: list[dict]) -> Response:
         _result(index, operations[index], NOT_APPLIED, not_tried)
         for index in range(len(results), len(operations))
     ]
-    error = (failed["body"] or {}).get("error", {}) if isinstance(failed["body"], dict) else {}
+    error = failed["body"].get("error", {}) if isinstance(failed["body"], dict) else {}
     message = f"Operation {failed['index']} failed; nothing was applied."
     body = error_body(
         "operation_failed",
