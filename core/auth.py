@@ -197,7 +197,8 @@ _VERIFIED = "_verified_bearer"
 
 def verify_request_token(request, token: str) -> TokenUser:
     """``verify_token`` for a Django request's bearer token, remembered on the request: a
-    middleware that needs the caller (``idempotency``) and the view then verify it once."""
+    middleware that needs the caller (``idempotency``), the view, and the requests a bulk
+    request runs its operations as (``share_verified``) then verify it once."""
     user = verify_token(token)
     setattr(request, _VERIFIED, (token, user))
     return user
@@ -206,6 +207,14 @@ def verify_request_token(request, token: str) -> TokenUser:
 def verified_before(request, token: str) -> TokenUser | None:
     verified = getattr(request, _VERIFIED, None)
     return verified[1] if verified is not None and verified[0] == token else None
+
+
+def share_verified(request, other) -> None:
+    """Let ``other``, a request made from ``request`` with the same token, reuse its
+    verification."""
+    verified = getattr(request, _VERIFIED, None)
+    if verified is not None:
+        setattr(other, _VERIFIED, verified)
 
 
 class JWTAuthentication(authentication.BaseAuthentication):
@@ -221,7 +230,9 @@ class JWTAuthentication(authentication.BaseAuthentication):
                 "Use the Authorization: Bearer <token> header.", code="invalid_token"
             )
         try:
-            user = verified_before(request._request, token) or verify_token(token)
+            user = verified_before(request._request, token) or verify_request_token(
+                request._request, token
+            )
         except AuthError as exc:
             raise exceptions.AuthenticationFailed(exc.message, code=exc.code) from None
         return user, user.claims

@@ -35,6 +35,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.auth import share_verified
 from core.errors import DomainError, error_body
 from tasks import services
 from tasks.api.base import ThrottledView
@@ -142,7 +143,9 @@ def _operation_request(batch: Request, operation: dict) -> tuple[WSGIRequest, st
     )
     if "version" in operation:
         environ["HTTP_IF_MATCH"] = f'"{operation["version"]}"'
-    return WSGIRequest(environ), path
+    inner = WSGIRequest(environ)
+    share_verified(batch._request, inner)  # the batch's token, verified once for all
+    return inner, path
 
 
 def _dispatch(batch: Request, operation: dict) -> tuple[int, object]:

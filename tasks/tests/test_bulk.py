@@ -412,3 +412,22 @@ def test_task_create_many_is_undone_with_its_events_when_a_receiver_fails(user_i
 def test_task_create_many_of_nothing_writes_nothing(user_id, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert services.task_create_many(user_id=user_id, items=[]) == []
+
+
+def test_a_batch_verifies_its_token_once_for_all_its_operations(api, make_task, monkeypatch):
+    from core import auth
+
+    tasks = [make_task(title=f"t{i}") for i in range(3)]
+    verified = []
+    real = auth.verify_token
+
+    def counted(token):
+        verified.append(token)
+        return real(token)
+
+    monkeypatch.setattr(auth, "verify_token", counted)
+
+    response = bulk(api, [{"op": "complete", "task_id": task.pk} for task in tasks])
+
+    assert [r["status"] for r in response.json()["results"]] == [200, 200, 200]
+    assert len(verified) == 1
