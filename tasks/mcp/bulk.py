@@ -10,6 +10,7 @@ scheduled. Every item counts against the write budget.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 from django.db import transaction
@@ -87,6 +88,18 @@ def _present(tool: str, results: list[dict], *, dry_run: bool) -> CallToolResult
     return result(data, "\n".join(lines))
 
 
+async def _serve_batch(
+    tool: str, items: list, apply: Callable[[str, Any], Outcome], *, dry_run: bool
+) -> CallToolResult:
+    """Run ``apply(owner, item)`` for each item, each item spending one write."""
+    return await serve(
+        budget=WRITE_BUDGET,
+        work=lambda owner: _run_batch(items, partial(apply, owner), dry_run=dry_run),
+        present=lambda results: _present(tool, results, dry_run=dry_run),
+        cost=len(items),
+    )
+
+
 async def add_tasks(
     *, user_id: UserId = None, tasks: NewTaskItems, dry_run: DryRun = False
 ) -> Annotated[CallToolResult, BulkResult]:
@@ -110,15 +123,7 @@ async def add_tasks(
             "title": task.title,
         }
 
-    def work(owner: str) -> list[dict]:
-        return _run_batch(tasks, lambda item: create(owner, item), dry_run=dry_run)
-
-    return await serve(
-        budget=WRITE_BUDGET,
-        work=work,
-        present=lambda results: _present("add_tasks", results, dry_run=dry_run),
-        cost=len(tasks),
-    )
+    return await _serve_batch("add_tasks", tasks, create, dry_run=dry_run)
 
 
 async def update_tasks(
@@ -129,8 +134,9 @@ async def update_tasks(
 
     def update(owner: str, item: dict) -> Outcome:
         task_id = item["task_id"]
-        fields = {name: value for name, value in item.items() if name != "task_id"}
-        fields = {name: value for name, value in fields.items() if value is not None}
+        fields = {
+            name: value for name, value in item.items() if name != "task_id" and value is not None
+        }
         if not fields:
             raise TaskError(
                 "Nothing to update: give at least one field besides task_id.",
@@ -145,15 +151,7 @@ async def update_tasks(
             "updated_fields": list(changed),
         }
 
-    def work(owner: str) -> list[dict]:
-        return _run_batch(changes, lambda item: update(owner, item), dry_run=dry_run)
-
-    return await serve(
-        budget=WRITE_BUDGET,
-        work=work,
-        present=lambda results: _present("update_tasks", results, dry_run=dry_run),
-        cost=len(changes),
-    )
+    return await _serve_batch("update_tasks", changes, update, dry_run=dry_run)
 
 
 async def complete_tasks(
@@ -173,16 +171,7 @@ async def complete_tasks(
             "title": task.title,
         }
 
-    def work(owner: str) -> list[dict]:
-        ids = list(task_ids)
-        return _run_batch(ids, lambda task_id: complete(owner, task_id), dry_run=dry_run)
-
-    return await serve(
-        budget=WRITE_BUDGET,
-        work=work,
-        present=lambda results: _present("complete_tasks", results, dry_run=dry_run),
-        cost=len(task_ids),
-    )
+    return await _serve_batch("complete_tasks", task_ids, complete, dry_run=dry_run)
 
 
 TOOLS = [
