@@ -21,6 +21,7 @@ from tasks.errors import TaskError
 from tasks.mcp.auth import current_user
 from tasks.mcp.calls import in_database_thread
 from tasks.mcp.ratelimit import JSONRPC_RATE_LIMITED, RateLimited
+from tasks.mcp.results import with_task_id
 from tasks.mcp.tools import LIST_BUDGET, READ_BUDGET
 from tasks.models import MAX_LIMIT
 from tasks.representation import task_to_dict
@@ -74,7 +75,7 @@ async def read_task(task_id: str) -> str:
         return task_to_dict(task)
 
     task = await _read(READ_BUDGET, work, uri)
-    return _dumps({"task_id": task["id"], **task})
+    return _dumps(with_task_id(task))
 
 
 def _list(name: str, description: str, filters):
@@ -90,7 +91,7 @@ def _list(name: str, description: str, filters):
         page = await _read(LIST_BUDGET, work, uri)
         return _dumps(
             {
-                "tasks": [{"task_id": task["id"], **task} for task in page.items],
+                "tasks": [with_task_id(task) for task in page.items],
                 "total_count": page.total,
                 "uri": uri,
             }

@@ -89,6 +89,11 @@ def validation_error(exc: ValidationError, *, field: str | None = None) -> CallT
     )
 
 
+def with_task_id(task: dict, **extra: Any) -> dict:
+    """A task as the tools answer it: its ``id`` again as ``task_id``, then ``extra``."""
+    return {"task_id": task["id"], **extra, **task}
+
+
 def summary(task: dict) -> str:
     box = "[x]" if task["completed"] else "[ ]"
     parts = [f"{box} #{task['id']} {task['title']}", task["priority"]]

@@ -10,7 +10,7 @@ from mcp.types import CallToolResult
 
 from tasks import selectors, services
 from tasks.mcp.calls import serve
-from tasks.mcp.results import result, summary
+from tasks.mcp.results import result, summary, with_task_id
 from tasks.mcp.schemas import (
     ApplyTo,
     Limit,
@@ -30,10 +30,6 @@ from tasks.models import DEFAULT_LIMIT, DEFAULT_OCCURRENCES
 from tasks.representation import task_to_dict
 
 
-def _full(task: dict, **extra) -> dict:
-    return {"task_id": task["id"], **extra, **task}
-
-
 async def skip_occurrence(
     *, user_id: UserId = None, task_id: TaskId
 ) -> Annotated[CallToolResult, SkipOccurrenceResult]:
@@ -44,7 +40,7 @@ async def skip_occurrence(
         return task_to_dict(services.task_skip(user_id=owner, task_id=task_id))
 
     def present(task: dict) -> CallToolResult:
-        return result(_full(task, status="skipped"), f"Skipped occurrence {summary(task)}")
+        return result(with_task_id(task, status="skipped"), f"Skipped occurrence {summary(task)}")
 
     return await serve(budget=WRITE_BUDGET, work=work, present=present, task_id=task_id)
 
@@ -68,7 +64,9 @@ async def reschedule_occurrence(
 
     def present(value: tuple[dict, tuple[str, ...]]) -> CallToolResult:
         task, changed = value
-        data = _full(task, status="rescheduled", apply_to=scope, updated_fields=list(changed))
+        data = with_task_id(
+            task, status="rescheduled", apply_to=scope, updated_fields=list(changed)
+        )
         moved = "the series from" if scope == "series" else "occurrence"
         text = f"Moved {moved} {summary(task)}" if changed else f"Already there: {summary(task)}"
         return result(data, text)
@@ -113,7 +111,7 @@ async def restore_task(
         return task_to_dict(services.task_restore(user_id=owner, task_id=task_id))
 
     def present(task: dict) -> CallToolResult:
-        return result(_full(task, status="restored"), f"Restored task {summary(task)}")
+        return result(with_task_id(task, status="restored"), f"Restored task {summary(task)}")
 
     return await serve(budget=WRITE_BUDGET, work=work, present=present, task_id=task_id)
 
@@ -129,7 +127,7 @@ async def list_trash(
 
     def present(page: selectors.TaskPage) -> CallToolResult:
         data = {
-            "tasks": [{"task_id": task["id"], **task} for task in page.items],
+            "tasks": [with_task_id(task) for task in page.items],
             "total_count": page.total,
             "limit": page.limit,
             "offset": page.offset,

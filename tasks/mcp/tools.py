@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver.tools import Tool
@@ -22,7 +22,7 @@ from tasks.errors import TaskValidationError
 from tasks.mcp import request_keys
 from tasks.mcp.calls import serve
 from tasks.mcp.cursors import make_cursor, read_cursor
-from tasks.mcp.results import brief, result, summary, tool_error
+from tasks.mcp.results import brief, result, summary, tool_error, with_task_id
 from tasks.mcp.schemas import (
     STATUS_SYNONYMS,
     AddTaskResult,
@@ -106,10 +106,6 @@ def make_tool(
     return tool
 
 
-def _full(task: dict, **extra: Any) -> dict:
-    return {"task_id": task["id"], **extra, **task}
-
-
 # --- writes -------------------------------------------------------------------------------
 
 
@@ -142,7 +138,7 @@ async def add_task(
         return task_to_dict(task)
 
     def present(task: dict) -> CallToolResult:
-        return result(_full(task, status="created"), f"Created task {summary(task)}")
+        return result(with_task_id(task, status="created"), f"Created task {summary(task)}")
 
     return await serve(budget=WRITE_BUDGET, work=work, present=present)
 
@@ -169,7 +165,7 @@ async def reopen_task(
         return task_to_dict(services.task_reopen(user_id=owner, task_id=task_id))
 
     def present(task: dict) -> CallToolResult:
-        return result(_full(task, status="reopened"), f"Reopened task {summary(task)}")
+        return result(with_task_id(task, status="reopened"), f"Reopened task {summary(task)}")
 
     return await serve(budget=WRITE_BUDGET, work=work, present=present, task_id=task_id)
 
@@ -226,7 +222,7 @@ async def update_task(
 
     def present(value: tuple[dict, tuple[str, ...]]) -> CallToolResult:
         task, changed = value
-        data = _full(task, status="updated", updated_fields=list(changed))
+        data = with_task_id(task, status="updated", updated_fields=list(changed))
         if changed:
             text = f"Updated {', '.join(changed)} of task {summary(task)}"
         else:
@@ -248,7 +244,7 @@ async def get_task(
         return task_to_dict(selectors.task_get_for_user(user_id=owner, task_id=task_id))
 
     def present(task: dict) -> CallToolResult:
-        return result(_full(task), summary(task))
+        return result(with_task_id(task), summary(task))
 
     return await serve(budget=READ_BUDGET, work=work, present=present, task_id=task_id)
 
@@ -420,7 +416,7 @@ async def list_tasks(
         if tasks and following < page.total and following <= MAX_OFFSET:
             next_cursor = make_cursor(user_id=owner, query=query, offset=following)
         data = {
-            "tasks": [{"task_id": task["id"], **task} for task in tasks],
+            "tasks": [with_task_id(task) for task in tasks],
             "total_count": page.total,
             "limit": page.limit,
             "offset": page.offset,
