@@ -51,9 +51,6 @@ class UserSubscriptionBus:
             message = {"type": live.MESSAGE_TYPE, "user_id": current_user().id, "uris": [event.uri]}
             await live.send_all([message])
 
-    def listening(self) -> int:
-        return sum(len(listeners) for listeners in self._listeners.values())
-
     def deliver(self, message: dict) -> None:
         """Hand one update message to the streams of its user, in the order received."""
         listeners = list(self._listeners.get(message.get("user_id"), {}).values())
