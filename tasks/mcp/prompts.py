@@ -9,6 +9,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from tasks.mcp.schemas import TimeZone
+from tasks.models import MAX_LIMIT
 
 
 def plan_my_day(timezone: TimeZone = None) -> str:
@@ -50,7 +51,7 @@ def weekly_review(
 
 def triage_overdue(
     limit: Annotated[
-        int, Field(ge=1, le=100, description="How many overdue tasks to go through.")
+        int, Field(ge=1, le=MAX_LIMIT, description="How many overdue tasks to go through.")
     ] = 20,
 ) -> str:
     """Go through overdue tasks one by one: do, reschedule, or drop."""

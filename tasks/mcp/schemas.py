@@ -541,19 +541,26 @@ class TaskChangeItem(TypedDict):
 
 NewTaskItems = Annotated[
     list[NewTaskItem],
-    Field(min_length=1, max_length=MAX_BULK_ITEMS, description="The tasks to add, at most 50."),
+    Field(
+        min_length=1,
+        max_length=MAX_BULK_ITEMS,
+        description=f"The tasks to add, at most {MAX_BULK_ITEMS}.",
+    ),
 ]
 TaskChangeItems = Annotated[
     list[TaskChangeItem],
     Field(
         min_length=1,
         max_length=MAX_BULK_ITEMS,
-        description="The changes, at most 50: each a task_id and the fields to change.",
+        description=f"The changes, at most {MAX_BULK_ITEMS}: each a task_id and the fields "
+        "to change.",
     ),
 ]
 TaskIds = Annotated[
     list[TaskId],
-    Field(min_length=1, max_length=MAX_BULK_ITEMS, description="The tasks, at most 50."),
+    Field(
+        min_length=1, max_length=MAX_BULK_ITEMS, description=f"The tasks, at most {MAX_BULK_ITEMS}."
+    ),
 ]
 
 
