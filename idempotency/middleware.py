@@ -143,7 +143,6 @@ class IdempotencyMiddleware:
                 fingerprint=fingerprint,
                 method=request.method or "",
                 path=path,
-                lock_user=True,
             )
             if claim.stored is not None:
                 if claim.stored.fingerprint != fingerprint:

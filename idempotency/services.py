@@ -41,15 +41,12 @@ claimed AS (
     WHERE k.created_at < %(expired_before)s
     RETURNING k.id
 )
-SELECT claimed.id, set_config('lock_timeout', setting.previous, true){user_lock}
+SELECT claimed.id, set_config('lock_timeout', setting.previous, true), {user_lock}
 FROM claimed, setting
 """
-# The claim that also takes the user's lock once the key is claimed (after the lock timeout
-# is put back: waiting for the user's other writes is not a key in flight).
-_CLAIM_AND_LOCK = _CLAIM.replace(
-    "{user_lock}", ", " + USER_LOCK.format(user="%(user_id)s", seed="%(lock_seed)s")
-)
-_CLAIM = _CLAIM.replace("{user_lock}", "")
+# Once the key is claimed the statement also takes the user's lock (after the lock timeout is
+# put back: waiting for the user's other writes is not a key in flight).
+_CLAIM = _CLAIM.replace("{user_lock}", USER_LOCK.format(user="%(user_id)s", seed="%(lock_seed)s"))
 
 _STORED = """
 SELECT fingerprint, status, headers, body FROM idempotency_idempotencykey
@@ -93,14 +90,13 @@ def key_claim(
     fingerprint: str,
     method: str,
     path: str,
-    lock_user: bool = False,
     attempts: int = 2,
 ) -> Claim:
     """Claim ``key`` for this request in the current transaction, or return the answer of the
     request that holds it. Raises ``KeyInFlight`` when that request is still running.
 
-    With ``lock_user``, a claim also takes the user's lock (``core.locking``) in the same
-    round trip; the caller then says so with ``core.locking.user_locked_by_caller``."""
+    A claim also takes the user's lock (``core.locking``) in the same round trip; the caller
+    then says so with ``core.locking.user_locked_by_caller``."""
     ttl = timedelta(hours=conf.get("IDEMPOTENCY_KEY_TTL_HOURS"))
     params = {
         "wait": f"{max(1, int(conf.get('IDEMPOTENCY_WAIT_SECONDS') * 1000))}ms",
@@ -112,11 +108,10 @@ def key_claim(
         "expired_before": timezone.now() - ttl,
         "lock_seed": USER_LOCK_SEED,
     }
-    claim_sql = _CLAIM_AND_LOCK if lock_user else _CLAIM
     with connection.cursor() as cursor:
         for _ in range(attempts):
             try:
-                cursor.execute(claim_sql, params)
+                cursor.execute(_CLAIM, params)
             except OperationalError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                     raise KeyInFlight(key) from None

@@ -96,7 +96,6 @@ def once(request: RequestKey, user_id: str, answer: Callable[[], CallToolResult]
             fingerprint=request.fingerprint,
             method=METHOD,
             path=f"mcp:{request.tool}",
-            lock_user=True,
         )
         if claim.stored is not None:
             if claim.stored.fingerprint != request.fingerprint:
