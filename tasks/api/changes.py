@@ -77,7 +77,7 @@ def _integer_param(request: Request, name: str, *, default: int | None, low: int
     return number
 
 
-def _item(change: Change, tasks: dict[int, dict]) -> dict:
+def change_item(change: Change, tasks: dict[int, dict]) -> dict:
     item: dict = {
         "sequence": change.sequence,
         "event_type": change.event_type,
@@ -147,7 +147,7 @@ class ChangesView(ThrottledView):
         )
         return Response(
             {
-                "changes": [_item(change, tasks) for change in page.changes],
+                "changes": [change_item(change, tasks) for change in page.changes],
                 "next_since": page.changes[-1].sequence if page.changes else since,
                 "has_more": page.has_more,
             }

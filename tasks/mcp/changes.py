@@ -9,8 +9,7 @@ from mcp.types import CallToolResult
 
 from events.selectors import ChangePage, changes_for_user_since, latest_sequence_for_user
 from tasks import selectors
-from tasks.api.changes import DEFAULT_CHANGES, SUBJECT_KEY
-from tasks.api.changes import _item as change_item
+from tasks.api.changes import DEFAULT_CHANGES, SUBJECT_KEY, change_item
 from tasks.mcp.calls import serve
 from tasks.mcp.results import result, tool_error
 from tasks.mcp.schemas import ChangesLimit, ChangesSinceResult, Since, UserId
