@@ -426,8 +426,16 @@ class Occurrence:
         }
 
 
-def task_occurrences(*, user_id: str, task_id: int, count: int) -> list[Occurrence]:
-    """The next ``count`` due times of the task's series from this task on: the instances that
+@dataclass(frozen=True)
+class Occurrences:
+    """A task and the next due times of its series from it on (``task_occurrences``)."""
+
+    task: Task
+    items: list[Occurrence]
+
+
+def task_occurrences(*, user_id: str, task_id: int, count: int) -> Occurrences:
+    """The task, and the next ``count`` due times of the task's series from this task on: the instances that
     are still open from it on (done and skipped ones left out, one moved on its own where it was
     moved to), then the ones the
     recurrence consumer will create, worked out by the same ``following_instances`` (each
@@ -447,9 +455,9 @@ def task_occurrences(*, user_id: str, task_id: int, count: int) -> list[Occurren
         )
     # Instances are created one after another: this one and those created after it.
     chain = list(
-        Task.objects.filter(user_id=user_id, series_id=task.series_id, pk__gte=task.pk).order_by(
-            "pk"
-        )
+        Task.objects.filter(user_id=user_id, series_id=task.series_id, pk__gte=task.pk)
+        .only(*REPRESENTATION_FIELDS)
+        .order_by("pk")
     )
     live = [instance for instance in chain if instance.deleted_at is None]
     found = [
@@ -459,8 +467,8 @@ def task_occurrences(*, user_id: str, task_id: int, count: int) -> list[Occurren
     ]
     last = live[-1]
     if len(found) >= count or chain[-1].deleted_at is not None:
-        return found[:count]
-    return found + _projected(last, count - len(found))
+        return Occurrences(task, found[:count])
+    return Occurrences(task, found + _projected(last, count - len(found)))
 
 
 def _projected(last: Task, wanted: int) -> list[Occurrence]:

@@ -27,16 +27,16 @@ class TaskOccurrencesView(ThrottledView):
     )
     def get(self, request: Request, task_id: int) -> Response:
         query = parse_query(request.query_params, OccurrencesQuerySerializer)
-        occurrences = selectors.task_occurrences(
+        found = selectors.task_occurrences(
             user_id=request.user.id, task_id=task_id, count=query["count"]
         )
-        task = selectors.task_get_for_user(user_id=request.user.id, task_id=task_id)
+        task = found.task
         return Response(
             {
                 "task_id": task.pk,
                 "timezone": task.timezone,
                 "repeat_from": task.repeat_from,
-                "results": [occurrence.to_dict() for occurrence in occurrences],
+                "results": [occurrence.to_dict() for occurrence in found.items],
             }
         )
 

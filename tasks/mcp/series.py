@@ -81,13 +81,13 @@ async def preview_occurrences(
     (task_id set), then those still to be created (task_id null), up to the series' end."""
 
     def work(owner: str) -> dict:
-        occurrences = selectors.task_occurrences(user_id=owner, task_id=task_id, count=count)
-        task = selectors.task_get_for_user(user_id=owner, task_id=task_id)
+        found = selectors.task_occurrences(user_id=owner, task_id=task_id, count=count)
+        task = found.task
         return {
             "task_id": task.pk,
             "timezone": task.timezone,
             "repeat_from": task.repeat_from,
-            "occurrences": [occurrence.to_dict() for occurrence in occurrences],
+            "occurrences": [occurrence.to_dict() for occurrence in found.items],
         }
 
     def present(data: dict) -> CallToolResult:
