@@ -474,9 +474,7 @@ def task_delete(
             snapshot = _delete_row(task)
         else:
             now = timezone.now()
-            task.deleted_at, task.updated_at, task.version = now, now, task.version + 1
-            with allow_task_writes():
-                task.save(update_fields=["deleted_at", "updated_at", "version"])
+            _save_one_field(task, "deleted_at", now, now=now)
             snapshot = task_to_dict(task)
         _announce(
             TaskChange(
@@ -488,6 +486,14 @@ def task_delete(
             )
         )
     return snapshot
+
+
+def _save_one_field(task: Task, name: str, value, *, now: datetime) -> None:
+    """Set one field of the locked task and save it as a new version."""
+    setattr(task, name, value)
+    task.updated_at, task.version = now, task.version + 1
+    with allow_task_writes():
+        task.save(update_fields=[name, "updated_at", "version"])
 
 
 def _delete_row(task: Task) -> dict:
@@ -525,9 +531,7 @@ def task_restore(*, user_id: str, task_id: int) -> Task:
             raise TaskConflict("The task is not in the trash.", field=None, code="not_in_trash")
         deleted_at = task.deleted_at
         now = timezone.now()
-        task.deleted_at, task.updated_at, task.version = None, now, task.version + 1
-        with allow_task_writes():
-            task.save(update_fields=["deleted_at", "updated_at", "version"])
+        _save_one_field(task, "deleted_at", None, now=now)
         _announce(
             TaskChange(
                 action="restored",
@@ -565,9 +569,7 @@ def task_skip(*, user_id: str, task_id: int, expected_version: int | None = None
         if task.skipped_at is not None:
             return task
         now = timezone.now()
-        task.skipped_at, task.updated_at, task.version = now, now, task.version + 1
-        with allow_task_writes():
-            task.save(update_fields=["skipped_at", "updated_at", "version"])
+        _save_one_field(task, "skipped_at", now, now=now)
         _announce(
             TaskChange(
                 action="skipped",
