@@ -177,7 +177,8 @@ def test_a_body_that_is_not_an_object_is_400(api):
     response = api.post(URL, [1, 2], format="json")
 
     assert response.status_code == 400
-    assert response.json()["error"]["code"]
+    assert response.json()["error"]["code"] == "invalid"
+    assert response.json()["error"]["fields"][0]["field"] is None
 
 
 def test_every_operation_counts_against_the_write_budget(api, rates, user_id):
