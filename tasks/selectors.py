@@ -143,8 +143,10 @@ def _due_window(name: str, tz_name: str, now: datetime) -> Q:
     return Q(due_at__gte=start, due_at__lt=end)
 
 
-def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
-    terms = ordering or (("relevance", "-created_at") if searching else ("-created_at",))
+def _order_by(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list:
+    """The ORDER BY of a list; ``rank_keys`` name the search's relevance keys (none without
+    a search)."""
+    terms = ordering or (("relevance", "-created_at") if rank_keys else ("-created_at",))
     order: list = []
     last_descending = True
     for term in terms:
@@ -152,9 +154,9 @@ def _order_by(ordering: tuple[str, ...], searching: bool) -> list:
         name = term.lstrip("-")
         column = ORDERINGS[name]
         if column == "relevance":
-            # Title matches first, then exact words, then the score; "-relevance" reads the
-            # same.
-            order += [F("in_title").desc(), F("exact").desc(), F("relevance").desc()]
+            # Title matches first, then exact words, then the score (``Search.rank_keys``);
+            # "-relevance" reads the same.
+            order += [F(key).desc() for key in rank_keys]
             descending = True
         else:
             expr = F(column)
@@ -207,23 +209,23 @@ def _matching(*, user_id: str, filters: TaskFilters, search: Search | None = Non
 
 
 def _ordered(qs: QuerySet[Task], search: Search | None, filters: TaskFilters) -> QuerySet[Task]:
+    rank_keys = search.rank_keys() if search is not None else {}
     if search is not None:
-        qs = qs.alias(
-            in_title=search.in_title(), exact=search.exact(), relevance=search.relevance()
-        )
+        qs = qs.alias(**rank_keys)
         if filters.highlight:
             qs = qs.annotate(
                 title_marked=search.headline("title"),
                 description_marked=search.headline("description"),
             )
-    return qs.only(*REPRESENTATION_FIELDS).order_by(
-        *_order_by(filters.ordering, search is not None)
-    )
+    return qs.only(*REPRESENTATION_FIELDS).order_by(*_order_by(filters.ordering, tuple(rank_keys)))
 
 
-def task_queryset_for_user(*, user_id: str, filters: TaskFilters) -> QuerySet[Task]:
-    """The user's tasks that pass ``filters``, in the order asked for."""
-    qs, search = _matching(user_id=user_id, filters=filters)
+def task_queryset_for_user(
+    *, user_id: str, filters: TaskFilters, search: Search | None = None
+) -> QuerySet[Task]:
+    """The user's tasks that pass ``filters``, in the order asked for; ``search`` is
+    ``filters.q`` already parsed, when the caller has it."""
+    qs, search = _matching(user_id=user_id, filters=filters, search=search)
     return _ordered(qs, search, filters)
 
 

@@ -3,8 +3,11 @@ judged relevance set (recall@10 and exact titles first)."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,6 +230,61 @@ def test_a_corrected_search_finds_and_orders_as_one_asking_for_the_typed_word_to
     assert with_typed.corrected == {"meetnig": "meeting"}
     assert [item["id"] for item in with_typed.items] == corrected
     assert len(corrected) == 10
+
+
+def test_a_corrected_search_orders_as_if_it_tested_exact_words_on_every_row(
+    make_task, user_id, monkeypatch
+):
+    # given tasks that hold a word in their titles, descriptions, or both
+    for i in range(12):
+        make_task(
+            title=f"meeting {i}" if i % 3 else f"call {i}",
+            description="meeting notes" if i % 2 else "notes",
+        )
+    typed = TaskFilters(q="meetnig")
+    without_test = selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50)
+
+    # when every row is also tested for the words as typed, as uncorrected searches are
+    def with_exact(self):
+        return {"in_title": self.in_title(), "exact": self.exact(), "relevance": self.relevance()}
+
+    monkeypatch.setattr(Search, "rank_keys", with_exact)
+    with_test = selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50)
+
+    # then the same tasks come in the same order: a corrected word is never there as typed
+    assert with_test.corrected == without_test.corrected == {"meetnig": "meeting"}
+    assert [item["id"] for item in with_test.items] == [item["id"] for item in without_test.items]
+
+
+def test_a_words_forms_are_worked_out_once_then_a_search_is_one_statement(
+    make_task, user_id, other_user_id
+):
+    # given a word no search of this process has used yet
+    word = f"zorblat{uuid.uuid4().hex[:8]}"
+    task = make_task(title=f"Feed the {word}")
+    make_task(user_id=other_user_id, title=f"{word} again")
+
+    # when it is searched for the first time, then again by another user
+    with CaptureQueriesContext(connection) as first:
+        assert _ids(user_id, word) == [task.pk]
+    with CaptureQueriesContext(connection) as second:
+        assert len(_ids(other_user_id, word)) == 1
+
+    # then its forms in every language were asked for once, and the second search is its page
+    assert [q["sql"].startswith("SELECT tasks_search_term(") for q in first.captured_queries] == [
+        True,
+        False,
+    ]
+    assert len(second.captured_queries) == 1
+
+
+def test_more_of_the_words_rank_a_task_higher(api, make_task):
+    # given an older task that names the word three times and a newer one that names it once
+    make_task(title="Plan the week", description="plan the meals, plan the budget")
+    make_task(title="Plan the party", description="invitations")
+    titles = [t["title"] for t in api.get(LIST, {"q": "plan"}).json()["results"]]
+    # then the score comes before the list's own order (newest first)
+    assert titles == ["Plan the week", "Plan the party"]
 
 
 def test_no_correction_comes_from_another_users_words(api, make_task, other_user_id):

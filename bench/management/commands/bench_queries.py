@@ -34,6 +34,7 @@ from bench.benchmarks import (
 from bench.corpus import copy_layout, task_rows
 from core.auth import issue_token
 from tasks.models import Task
+from tasks.search import Search, parse
 from tasks.selectors import TaskFilters, task_queryset_for_user
 
 BENCH_DB = "todo_bench"
@@ -299,6 +300,11 @@ class Command(BaseCommand):
             int(params.get("offset", 0)),
         )
 
+    @staticmethod
+    def _search(user_id: str, filters: TaskFilters) -> Search | None:
+        """The search of ``filters``, its words' forms read from the bench database."""
+        return parse(filters.q, user_id=user_id, using=ALIAS) if filters.q else None
+
     def _plans(self, user_id: str, words) -> dict[str, str]:
         """The indexes each case's page query uses, from EXPLAIN at this size."""
         plans: dict[str, str] = {}
@@ -307,7 +313,9 @@ class Command(BaseCommand):
         with psycopg.connect(conninfo(BENCH_DB), cursor_factory=psycopg.ClientCursor) as conn:
             for case in CASES:
                 filters, offset = self._filters(self._params(case, words))
-                qs = task_queryset_for_user(user_id=user_id, filters=filters).using(ALIAS)
+                qs = task_queryset_for_user(
+                    user_id=user_id, filters=filters, search=self._search(user_id, filters)
+                ).using(ALIAS)
                 sql, params = qs[offset : offset + 50].query.sql_with_params()
                 plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0][0]["Plan"]
                 plans[case] = ", ".join(dict.fromkeys(plan_scans(plan))) or "-"
@@ -323,8 +331,9 @@ class Command(BaseCommand):
                 filters, offset = self._filters(self._params(case, words))
                 timings = []
                 for i in range(samples + 20):
+                    user_id = rng.choice(user_ids)
                     qs = task_queryset_for_user(
-                        user_id=rng.choice(user_ids), filters=filters
+                        user_id=user_id, filters=filters, search=self._search(user_id, filters)
                     ).using(ALIAS)
                     sql, params = qs[offset : offset + 50].query.sql_with_params()
                     started = time.perf_counter()
