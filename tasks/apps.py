@@ -6,6 +6,8 @@ class TasksConfig(AppConfig):
     verbose_name = "Tasks"
 
     def ready(self):
+        from django.db.backends.signals import connection_created
+
         from events.services import retention_swept
         from tasks import (
             event_types,
@@ -13,11 +15,13 @@ class TasksConfig(AppConfig):
         )
         from tasks.consumers import register_audit_consumer
         from tasks.mcp.live import register_listen_consumer
+        from tasks.search import use_correction_similarity
 
         event_types.register()
         register_audit_consumer()
         register_listen_consumer()
         retention_swept.connect(_purge_trash, dispatch_uid="tasks.purge_trash")
+        connection_created.connect(use_correction_similarity, dispatch_uid="tasks.similarity")
 
 
 def _purge_trash(sender, **kwargs) -> None:

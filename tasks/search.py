@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import BooleanField, Expression, FloatField, TextField
 
 MAX_PREFIX_WORDS = 64
@@ -265,16 +265,26 @@ def corrections(search: Search) -> dict[str, str]:
     words = search.correctable_words()
     if not words or search.user_id is None:
         return {}
-    with transaction.atomic(), connection.cursor() as cursor:
+    forms = [_forms(word, True, search.using) for word in words]
+    with connections[search.using].cursor() as cursor:
         cursor.execute(
-            "SELECT set_config('pg_trgm.similarity_threshold', %s, true)",
-            [str(CORRECTION_SIMILARITY)],
+            _CORRECTIONS, [search.user_id, CORRECTION_CANDIDATES, words, forms, search.user_id]
         )
-        cursor.execute(_CORRECTIONS, [search.user_id, CORRECTION_CANDIDATES, words, search.user_id])
         return {typed: word for typed, word in cursor.fetchall() if word}
 
 
-# Each typed word none of whose forms (``tasks_search_term``) is a word of the user, with the
+def use_correction_similarity(sender, connection, **kwargs) -> None:
+    """``connection_created``: how alike a word must look (``%``) to be a correction candidate,
+    set once per connection rather than in a transaction around every correction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('pg_trgm.similarity_threshold', %s, false)",
+                [str(CORRECTION_SIMILARITY)],
+            )
+
+
+# Each typed word none of whose forms (``_forms``) is a word of the user, with the
 # user's closest word within the edit distance its length allows, among the candidates the
 # trigram index finds.
 _CORRECTIONS = """
@@ -289,12 +299,12 @@ _CORRECTIONS = """
         ORDER BY levenshtein_less_equal(c.lexeme, folded, limit_), length(c.lexeme) DESC,
             c.lexeme
         LIMIT 1)
-    FROM unnest(%s::text[]) AS typed,
+    FROM unnest(%s::text[], %s::tsquery[]) AS w(typed, forms_query),
         LATERAL (SELECT tasks_search_fold(typed) AS folded) AS f,
         LATERAL (SELECT CASE WHEN length(folded) <= 4 THEN 1
                              WHEN length(folded) <= 8 THEN 2 ELSE 3 END AS limit_) AS d,
         LATERAL (SELECT ARRAY(
-            SELECT (regexp_matches(querytree(tasks_search_term(typed, true)),
+            SELECT (regexp_matches(querytree(forms_query),
                                    '''((?:[^'']|'''')*)''', 'g'))[1]) AS forms) AS t
     WHERE NOT EXISTS (
         SELECT 1 FROM tasks_searchlexeme AS k

@@ -23,8 +23,12 @@ def test_settings_are_written_below_the_marker_after_initdb(tmp_path):
     ]
 
 
-def test_a_server_tuned_before_gets_only_the_settings_it_lacks_once(tmp_path):
-    # given a server tuned before autovacuum_naptime was one of the settings
+def test_a_server_tuned_before_gets_the_settings_it_lacks_or_holds_otherwise_once(
+    tmp_path, monkeypatch
+):
+    # given a server tuned before autovacuum_naptime was one of the settings, with shared
+    # buffers sized for another machine
+    monkeypatch.setitem(embedded_postgres._SETTINGS, "shared_buffers", "2048MB")
     conf = tmp_path / "postgresql.conf"
     conf.write_text(
         "#autovacuum_naptime = 1min\n# todo-backend settings\nmax_connections = 200\n"
@@ -36,10 +40,21 @@ def test_a_server_tuned_before_gets_only_the_settings_it_lacks_once(tmp_path):
     embedded_postgres._tune(tmp_path)
     embedded_postgres._tune(tmp_path)
 
-    # then the new setting was appended once, and nothing else
+    # then the new setting and the new size were appended once (the last line wins), and
+    # nothing else
     text = conf.read_text()
     assert text.count("\nautovacuum_naptime = 10s\n") == 1
+    assert text.endswith("shared_buffers = 2048MB\nautovacuum_naptime = 10s\n")
     assert text.count("max_connections") == 1
+
+
+def test_shared_buffers_are_a_quarter_of_memory_within_bounds(monkeypatch):
+    import psutil
+
+    for total_mb, expected in ((256, "128MB"), (4096, "1024MB"), (24 * 1024, "2048MB")):
+        memory = psutil.virtual_memory()._replace(total=total_mb * 1024 * 1024)
+        monkeypatch.setattr(psutil, "virtual_memory", lambda memory=memory: memory)
+        assert embedded_postgres._shared_buffers() == expected
 
 
 def _postgres_processes_on(data_dir) -> list:
