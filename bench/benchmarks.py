@@ -152,6 +152,38 @@ def database_on_default_server(name: str, *, fresh: bool = False) -> tuple[str, 
     return database_url(name), conninfo(name)
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time the processes ``pids`` have used so far (gone ones count 0)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def embedded_postgres_pids() -> list[int]:
+    """The embedded server's postmaster and its children (backends, writers, workers); none
+    when the project uses an external server (``DATABASE_URL``), whose CPU is not ours to
+    read."""
+    import psutil
+
+    from core.embedded_postgres import data_directory
+
+    if not settings.EMBEDDED_DATABASE:
+        return []
+    pid_file = data_directory() / "postmaster.pid"
+    try:
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        return [postmaster.pid, *(child.pid for child in postmaster.children(recursive=True))]
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return []
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     import socket

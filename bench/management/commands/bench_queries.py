@@ -22,8 +22,10 @@ from django.utils import timezone
 from bench.benchmarks import (
     bench_server,
     conninfo,
+    cpu_seconds,
     database_on_default_server,
     database_url,
+    embedded_postgres_pids,
     fmt,
     machine_line,
     p50_p95,
@@ -381,7 +383,7 @@ class Command(BaseCommand):
         tokens = {user: issue_token(user, ttl_seconds=3600) for user in user_ids}
         results: dict[str, list[float]] = {}
         rng = random.Random(7)
-        with bench_server(env) as (port, _):
+        with bench_server(env) as (port, server):
             # The client is the standard library's, on one kept-alive connection: what is
             # timed is the server's work and loopback, not a client library's (httpx adds about
             # 2 ms to reading a 30 kB page). The body is read whole; it is parsed after the
@@ -407,13 +409,17 @@ class Command(BaseCommand):
                     results[case] = timings
             finally:
                 client.close()
-            throughput = self._throughput(port, tokens[user_ids[0]], words, user_ids[0])
+            throughput = self._throughput(port, server.pid, tokens[user_ids[0]], words, user_ids[0])
         return results, throughput
 
-    def _throughput(self, port: int, token: str, words, user_id: str) -> dict[str, float]:
+    def _throughput(
+        self, port: int, server_pid: int, token: str, words, user_id: str
+    ) -> dict[str, tuple[float, float, float | None]]:
         """Requests per second of /healthz, of each page, and of one task (the lightest read
         through authentication, rate limit and DRF, for reference), one after another in the
-        same run, from ``THROUGHPUT_CONNECTIONS`` kept connections in threads."""
+        same run, from ``THROUGHPUT_CONNECTIONS`` kept connections in threads; with the CPU
+        milliseconds each request cost the server process and PostgreSQL (None on an external
+        server): (requests/s, server ms, PostgreSQL ms)."""
         with psycopg.connect(conninfo(BENCH_DB)) as conn:
             one = conn.execute(
                 "SELECT id FROM tasks_task WHERE user_id = %s ORDER BY id LIMIT 1", [user_id]
@@ -446,6 +452,8 @@ class Command(BaseCommand):
                 finally:
                     client.close()
 
+            postgres = embedded_postgres_pids()
+            server_cpu, postgres_cpu = cpu_seconds([server_pid]), cpu_seconds(postgres)
             started = time.perf_counter()
             threads = [
                 threading.Thread(target=run, args=(slot,)) for slot in range(THROUGHPUT_CONNECTIONS)
@@ -454,30 +462,47 @@ class Command(BaseCommand):
                 thread.start()
             for thread in threads:
                 thread.join()
-            rates[name] = sum(counts) / (time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            done = sum(counts)
+            # Backends started during the run are not counted: the server keeps its connections.
+            rates[name] = (
+                done / elapsed,
+                (cpu_seconds([server_pid]) - server_cpu) * 1000 / done,
+                (cpu_seconds(postgres) - postgres_cpu) * 1000 / done if postgres else None,
+            )
         return rates
 
-    def _throughput_table(self, rates: dict[str, float], words) -> str:
+    def _throughput_table(self, rates: dict[str, tuple], words) -> str:
+        healthz = rates["healthz"][0]
+
+        def cpu(name: str) -> str:
+            _, server, postgres = rates[name]
+            return f"{server:.2f} | {'-' if postgres is None else f'{postgres:.2f}'}"
+
         lines = [
             "",
             f"Throughput, one server process, {THROUGHPUT_CONNECTIONS} kept connections from "
             f"threads of one client process, {THROUGHPUT_SECONDS} s each, in the same run: "
-            f"`/healthz` {rates['healthz']:,.0f} requests/s.",
+            f"`/healthz` {healthz:,.0f} requests/s. CPU per request: the server process's "
+            "(one core at most: Python's lock) and the embedded PostgreSQL's (every backend), "
+            "in ms.",
             "",
-            "| page | requests/s | / healthz | goal | |",
-            "|---|---:|---:|---:|---|",
+            "| page | requests/s | / healthz | goal | | server CPU | PostgreSQL CPU |",
+            "|---|---:|---:|---:|---|---:|---:|",
+            f"| `/healthz` | {healthz:,.0f} | 1.00 | | | {cpu('healthz')} |",
         ]
         for name, params in THROUGHPUT_PAGES.items():
-            ratio = rates[name] / rates["healthz"]
+            ratio = rates[name][0] / healthz
             goal = THROUGHPUT_GOALS[name]
             lines.append(
                 f"| {name} `{urlencode({k: v.format(**words) for k, v in params.items()})}` "
-                f"| {rates[name]:,.0f} | {ratio:.2f} | >= {goal} "
-                f"| {'met' if ratio >= goal else 'missed'} |"
+                f"| {rates[name][0]:,.0f} | {ratio:.2f} | >= {goal} "
+                f"| {'met' if ratio >= goal else 'missed'} | {cpu(name)} |"
             )
         lines.append(
             f"| one task `/api/tasks/<id>/` (reference: the lightest authenticated read) "
-            f"| {rates['one task']:,.0f} | {rates['one task'] / rates['healthz']:.2f} | | |"
+            f"| {rates['one task'][0]:,.0f} | {rates['one task'][0] / healthz:.2f} | | "
+            f"| {cpu('one task')} |"
         )
         return "\n".join(lines) + "\n"
 
