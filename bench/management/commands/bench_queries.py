@@ -464,11 +464,14 @@ class Command(BaseCommand):
                 thread.join()
             elapsed = time.perf_counter() - started
             done = sum(counts)
-            # Backends started during the run are not counted: the server keeps its connections.
+            # The processes read again: a backend the server connected during the run (a
+            # thread's first query) used all its CPU in it.
             rates[name] = (
                 done / elapsed,
                 (cpu_seconds([server_pid]) - server_cpu) * 1000 / done,
-                (cpu_seconds(postgres) - postgres_cpu) * 1000 / done if postgres else None,
+                (cpu_seconds(embedded_postgres_pids()) - postgres_cpu) * 1000 / done
+                if postgres
+                else None,
             )
         return rates
 
