@@ -154,9 +154,9 @@ def test_judged_queries_find_their_tasks_in_the_top_ten(corpus, user_id):
 
 
 def test_the_title_test_agrees_with_a_title_only_cover_density_rank(corpus, user_id):
-    # ``in_title`` filters the vector to its title lexemes instead of ranking the cover
-    # density with every weight but the title's at zero (three times the cost): for every
-    # judged query and every title, both say the same of every task.
+    # ``in_title`` restricts the query's words to the title's weight instead of ranking the
+    # cover density with every weight but the title's at zero (three times the cost): for
+    # every judged query and every title, both say the same of every task.
     queries = [query for query, _ in JUDGED] + EXACT_TITLES
     with connection.cursor() as cursor:
         for query in queries:
