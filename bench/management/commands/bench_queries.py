@@ -7,6 +7,9 @@ import http.client
 import json
 import os
 import random
+import re
+import shutil
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -134,6 +137,59 @@ NAIVE_SQL = {
         "due_at ASC NULLS LAST, id",
     ),
 }
+
+
+THROUGHPUT_CLIENT = (
+    "`wrk -t2 -c8` (the issue's client)"
+    if shutil.which("wrk")
+    else "8 kept connections from threads of one Python process (install `wrk` for the issue's client)"
+)
+
+
+def _load_with_wrk(port: int, path: str, headers: dict[str, str]) -> tuple[int, float]:
+    """``wrk`` on ``path`` for ``THROUGHPUT_SECONDS``: (requests answered 200, seconds)."""
+    command = ["wrk", "-t2", f"-c{THROUGHPUT_CONNECTIONS}", f"-d{THROUGHPUT_SECONDS}s"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if failed:
+        raise RuntimeError(f"{path}: {failed.group(1)} answers were not 200")
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if done is None:
+        raise RuntimeError(f"{path}: wrk said {out!r}")
+    seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    return int(done.group(1)), seconds
+
+
+def _load_with_threads(port: int, path: str, headers: dict[str, str]) -> tuple[int, float]:
+    """``THROUGHPUT_CONNECTIONS`` kept connections from threads of this process on ``path``
+    for ``THROUGHPUT_SECONDS``: (requests answered 200, seconds)."""
+    deadline = time.perf_counter() + THROUGHPUT_SECONDS
+    counts = [0] * THROUGHPUT_CONNECTIONS
+
+    def run(slot: int) -> None:
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            while time.perf_counter() < deadline:
+                client.request("GET", path, headers=headers)
+                response = client.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{path}: HTTP {response.status}")
+                counts[slot] += 1
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(THROUGHPUT_CONNECTIONS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts), time.perf_counter() - started
 
 
 class Command(BaseCommand):
@@ -417,7 +473,7 @@ class Command(BaseCommand):
     ) -> dict[str, tuple[float, float, float | None]]:
         """Requests per second of /healthz, of each page, and of one task (the lightest read
         through authentication, rate limit and DRF, for reference), one after another in the
-        same run, from ``THROUGHPUT_CONNECTIONS`` kept connections in threads; with the CPU
+        same run, from ``THROUGHPUT_CONNECTIONS`` kept connections (``THROUGHPUT_CLIENT``); with the CPU
         milliseconds each request cost the server process and PostgreSQL (None on an external
         server): (requests/s, server ms, PostgreSQL ms)."""
         with psycopg.connect(conninfo(BENCH_DB)) as conn:
@@ -434,36 +490,12 @@ class Command(BaseCommand):
             | {"one task": f"/api/tasks/{one}/"}
         )
         headers = {"Authorization": f"Bearer {token}"}
+        load = _load_with_wrk if shutil.which("wrk") else _load_with_threads
         rates = {}
         for name, path in paths.items():
-            deadline = time.perf_counter() + THROUGHPUT_SECONDS
-            counts = [0] * THROUGHPUT_CONNECTIONS
-
-            def run(slot: int, path=path, deadline=deadline, counts=counts) -> None:
-                client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                try:
-                    while time.perf_counter() < deadline:
-                        client.request("GET", path, headers=headers)
-                        response = client.getresponse()
-                        response.read()
-                        if response.status != 200:
-                            raise RuntimeError(f"{path}: HTTP {response.status}")
-                        counts[slot] += 1
-                finally:
-                    client.close()
-
             postgres = embedded_postgres_pids()
             server_cpu, postgres_cpu = cpu_seconds([server_pid]), cpu_seconds(postgres)
-            started = time.perf_counter()
-            threads = [
-                threading.Thread(target=run, args=(slot,)) for slot in range(THROUGHPUT_CONNECTIONS)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - started
-            done = sum(counts)
+            done, elapsed = load(port, path, headers)
             # The processes read again: a backend the server connected during the run (a
             # thread's first query) used all its CPU in it.
             rates[name] = (
@@ -484,8 +516,8 @@ class Command(BaseCommand):
 
         lines = [
             "",
-            f"Throughput, one server process, {THROUGHPUT_CONNECTIONS} kept connections from "
-            f"threads of one client process, {THROUGHPUT_SECONDS} s each, in the same run: "
+            f"Throughput, one server process, {THROUGHPUT_CLIENT}, "
+            f"{THROUGHPUT_SECONDS} s each, in the same run: "
             f"`/healthz` {healthz:,.0f} requests/s. CPU per request: the server process's "
             "(one core at most: Python's lock) and the embedded PostgreSQL's (every backend), "
             "in ms.",
