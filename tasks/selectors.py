@@ -4,10 +4,12 @@ A task in the trash is in no read but the trash's (``task_trash_for_user``)."""
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -143,11 +145,34 @@ def _due_window(name: str, tz_name: str, now: datetime) -> Q:
     return Q(due_at__gte=start, due_at__lt=end)
 
 
-def _order_by(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list:
-    """The ORDER BY of a list; ``rank_keys`` name the search's relevance keys (none without
-    a search)."""
+@dataclass(frozen=True)
+class _SortKey:
+    """One key of a list's order: a column of the task, or one of a search's rank keys."""
+
+    name: str
+    descending: bool
+    nulls_last: bool | None = None
+
+    def expression(self):
+        expr = F(self.name)
+        return (
+            expr.desc(nulls_last=self.nulls_last)
+            if self.descending
+            else expr.asc(nulls_last=self.nulls_last)
+        )
+
+    def sql(self, table: str, prefix: str) -> str:
+        """The key in an ORDER BY over ``table`` whose columns are named ``prefix`` + name."""
+        nulls = " NULLS LAST" if self.nulls_last else ""
+        column = connection.ops.quote_name(prefix + self.name)
+        return f"{table}.{column} {'DESC' if self.descending else 'ASC'}{nulls}"
+
+
+def _sort_keys(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list[_SortKey]:
+    """The order of a list; ``rank_keys`` name the search's relevance keys (none without a
+    search)."""
     terms = ordering or (("relevance", "-created_at") if rank_keys else ("-created_at",))
-    order: list = []
+    keys: list[_SortKey] = []
     last_descending = True
     for term in terms:
         descending = term.startswith("-")
@@ -156,19 +181,20 @@ def _order_by(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list:
         if column == "relevance":
             # Title matches first, then exact words, then the score (``Search.rank_keys``);
             # "-relevance" reads the same.
-            order += [F(key).desc() for key in rank_keys]
+            keys += [_SortKey(key, descending=True) for key in rank_keys]
             descending = True
         else:
-            expr = F(column)
             # NULLS LAST only where nulls exist: on a NOT NULL column it would stop the
             # planner from reading the (ascending) index backwards for a descending order.
             nulls_last = True if column in NULLABLE_ORDERINGS else None
-            order.append(
-                expr.desc(nulls_last=nulls_last) if descending else expr.asc(nulls_last=nulls_last)
-            )
+            keys.append(_SortKey(column, descending=descending, nulls_last=nulls_last))
         last_descending = descending
-    order.append(F("id").desc() if last_descending else F("id").asc())
-    return order
+    keys.append(_SortKey("id", descending=last_descending))
+    return keys
+
+
+def _order_by(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list:
+    return [key.expression() for key in _sort_keys(ordering, rank_keys)]
 
 
 def _matching(*, user_id: str, filters: TaskFilters, search: Search | None = None):
@@ -290,7 +316,7 @@ class _PageRead:
     offset: int
     search: Search | None
     matching: QuerySet[Task]
-    selected: QuerySet
+    selected: QuerySet | PageStatement
     highlighted: bool
     rows: list[Any]  # named rows: representation, total_count, sequence[, marks]
 
@@ -335,6 +361,106 @@ class _PageRead:
         )
 
 
+@dataclass(frozen=True)
+class PageStatement:
+    """A page read as one SQL statement the ORM cannot write (``search_page_statement``); it
+    reads like the values query of a list page: named rows of representation, total_count,
+    sequence[, title_marked, description_marked]."""
+
+    sql: str
+    params: tuple
+    columns: tuple[str, ...]
+
+    def rows(self) -> list[Any]:
+        row_type = _row_type(self.columns)
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            return [row_type(*row) for row in cursor.fetchall()]
+
+    def all(self) -> PageStatement:
+        return self  # read again by ``_PageRead.page`` as a queryset would be
+
+    def __iter__(self):
+        return iter(self.rows())
+
+
+@cache
+def _row_type(columns: tuple[str, ...]):
+    return namedtuple("Row", columns)
+
+
+_MATCHED, _PAGE, _KEY = "matched", "page", "k_"
+
+
+def search_page_statement(
+    *,
+    user_id: str,
+    matching: QuerySet[Task],
+    search: Search,
+    filters: TaskFilters,
+    limit: int,
+    offset: int,
+) -> PageStatement:
+    """A search's page, its total and the user's sequence in one statement. Every match is
+    read once, with only its id and the keys it is sorted by (``matched``); the total counts
+    those, and only the page's rows are read whole and written as JSON. Sorted whole, and
+    scanned a second time for the total, a search that matches 3,400 tasks took 9 ms in
+    PostgreSQL instead of 5."""
+    rank_keys = search.rank_keys()
+    keys = _sort_keys(filters.ordering, tuple(rank_keys))
+    selected = {_KEY + name: expression for name, expression in rank_keys.items()}
+    selected |= {_KEY + key.name: F(key.name) for key in keys if key.name not in rank_keys}
+    matched_sql, matched_params = (
+        matching.order_by().annotate(**selected).values(*selected).query.sql_with_params()
+    )
+    sequence = latest_sequence_expression(user_id=user_id)
+    table = connection.ops.quote_name(Task._meta.db_table)
+    marks: tuple[str, ...] = ()
+    # The text is constants, the ORM's own SQL and placeholders: nothing of the request.
+    columns = [
+        f"{RepresentationJson().as_sql(None, connection)[0]} AS representation",
+        f"(SELECT count(*) FROM {_MATCHED}) AS total_count",  # noqa: S608
+        f"{sequence.sql} AS sequence",
+    ]
+    params = [*matched_params, *sequence.params]
+    if filters.highlight:
+        marks = ("title_marked", "description_marked")
+        for mark, column in zip(marks, ("title", "description"), strict=True):
+            headline = search.headline(column)
+            columns.append(f"{headline.sql} AS {mark}")
+            params += headline.params
+    order_matched = ", ".join(key.sql(_MATCHED, _KEY) for key in keys)
+    order_page = ", ".join(key.sql(_PAGE, _KEY) for key in keys)
+    sql = (
+        f"WITH {_MATCHED} AS MATERIALIZED ({matched_sql}), "  # noqa: S608
+        f"{_PAGE} AS (SELECT * FROM {_MATCHED} ORDER BY {order_matched} "
+        f"LIMIT {int(limit)} OFFSET {int(offset)}) "
+        f"SELECT {', '.join(columns)} FROM {_PAGE} "
+        f"JOIN {table} ON {table}.id = {_PAGE}.{_KEY}id ORDER BY {order_page}"
+    )
+    return PageStatement(
+        sql=sql,
+        params=tuple(params),
+        columns=("representation", "total_count", "sequence", *marks),
+    )
+
+
+def search_page_sql(
+    *, user_id: str, filters: TaskFilters, search: Search, limit: int, offset: int
+) -> tuple[str, tuple]:
+    """The statement (and its parameters) a search's page is read with, for measuring it."""
+    matching, search = _matching(user_id=user_id, filters=filters, search=search)
+    statement = search_page_statement(
+        user_id=user_id,
+        matching=matching,
+        search=search,
+        filters=filters,
+        limit=limit,
+        offset=offset,
+    )
+    return statement.sql, statement.params
+
+
 def _read_page(
     *, user_id: str, filters: TaskFilters, limit: int, offset: int, search: Search | None = None
 ) -> _PageRead:
@@ -342,6 +468,25 @@ def _read_page(
     no transaction is needed for them to agree, and a list costs one round trip."""
     matching, search = _matching(user_id=user_id, filters=filters, search=search)
     sequence = latest_sequence_expression(user_id=user_id)
+    if search is not None:
+        statement = search_page_statement(
+            user_id=user_id,
+            matching=matching,
+            search=search,
+            filters=filters,
+            limit=limit,
+            offset=offset,
+        )
+        return _PageRead(
+            user_id=user_id,
+            limit=limit,
+            offset=offset,
+            search=search,
+            matching=matching,
+            selected=statement,
+            highlighted=filters.highlight,
+            rows=statement.rows(),
+        )
     ordered = _ordered(matching, search, filters)
     start = offset
     if offset and search is None:

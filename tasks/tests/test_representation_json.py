@@ -191,6 +191,13 @@ LIST_QUERIES = [
     "q=offset&offset=2&limit=3&highlight=true",
     "q=offset&ordering=-due_date&offset=4&limit=5",
     "q=nothing-like-this",
+    # A search's page is its own statement (``search_page_statement``): every order it sorts by
+    "q=offset&ordering=title",
+    "q=offset&ordering=-priority,due_date&limit=4",
+    "q=offset&ordering=status,-updated_at",
+    "q=offset&ordering=-relevance&offset=1&limit=2",
+    "q=offset&ordering=created_at&status=pending",
+    "q=offset&offset=500",
     "offset=500",
 ]
 
