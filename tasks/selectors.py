@@ -408,7 +408,7 @@ def search_page_statement(
     PostgreSQL instead of 5."""
     rank_keys = search.rank_keys()
     keys = _sort_keys(filters.ordering, tuple(rank_keys))
-    selected = {_KEY + name: expression for name, expression in rank_keys.items()}
+    selected: dict[str, Any] = {_KEY + name: expr for name, expr in rank_keys.items()}
     selected |= {_KEY + key.name: F(key.name) for key in keys if key.name not in rank_keys}
     matched_sql, matched_params = (
         matching.order_by().annotate(**selected).values(*selected).query.sql_with_params()
