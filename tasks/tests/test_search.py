@@ -198,15 +198,19 @@ def test_a_typo_is_corrected_from_the_users_own_words_and_said(api, corpus):
     assert "corrected" not in api.get(LIST, {"q": "meeting"}).json()
 
 
-def test_a_corrected_search_finds_and_orders_as_one_asking_for_the_typed_word_too(
-    make_task, user_id, monkeypatch
-):
-    # given tasks that hold a word in their titles, descriptions, or both
+@pytest.fixture
+def meetings(make_task):
+    """Tasks that hold "meeting" in their titles, descriptions, or both (10 of 12)."""
     for i in range(12):
         make_task(
             title=f"meeting {i}" if i % 3 else f"call {i}",
             description="meeting notes" if i % 2 else "notes",
         )
+
+
+def test_a_corrected_search_finds_and_orders_as_one_asking_for_the_typed_word_too(
+    meetings, user_id, monkeypatch
+):
     typed = TaskFilters(q="meetnig")
     corrected = [
         item["id"]
@@ -233,14 +237,8 @@ def test_a_corrected_search_finds_and_orders_as_one_asking_for_the_typed_word_to
 
 
 def test_a_corrected_search_orders_as_if_it_tested_exact_words_on_every_row(
-    make_task, user_id, monkeypatch
+    meetings, user_id, monkeypatch
 ):
-    # given tasks that hold a word in their titles, descriptions, or both
-    for i in range(12):
-        make_task(
-            title=f"meeting {i}" if i % 3 else f"call {i}",
-            description="meeting notes" if i % 2 else "notes",
-        )
     typed = TaskFilters(q="meetnig")
     without_test = selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50)
 
