@@ -377,8 +377,9 @@ class Command(BaseCommand):
     def _plans(self, user_id: str, words) -> dict[str, str]:
         """The indexes each case's page query uses, from EXPLAIN at this size."""
         plans: dict[str, str] = {}
-        # Literal values, as Django sends them (client-side binding): the search functions fold
-        # into constants when the query is planned, which a generic prepared plan cannot do.
+        # Literal values, planned on every run: raw is a statement's whole cost. The server
+        # binds parameters and prepares a statement it runs again (``prepare_threshold``), so
+        # PostgreSQL may reuse a plan there.
         with psycopg.connect(conninfo(BENCH_DB), cursor_factory=psycopg.ClientCursor) as conn:
             for case in CASES:
                 filters, offset = self._filters(self._params(case, words))
@@ -390,8 +391,9 @@ class Command(BaseCommand):
     def _time_raw(self, user_ids, words, samples) -> dict[str, list[float]]:
         results: dict[str, list[float]] = {}
         rng = random.Random(5)
-        # Literal values, as Django sends them (client-side binding): the search functions fold
-        # into constants when the query is planned, which a generic prepared plan cannot do.
+        # Literal values, planned on every run: raw is a statement's whole cost. The server
+        # binds parameters and prepares a statement it runs again (``prepare_threshold``), so
+        # PostgreSQL may reuse a plan there.
         with psycopg.connect(conninfo(BENCH_DB), cursor_factory=psycopg.ClientCursor) as conn:
             for case in CASES:
                 filters, offset = self._filters(self._params(case, words))
