@@ -5,7 +5,7 @@ A task in the trash is in no read but the trash's (``task_trash_for_user``)."""
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -316,7 +316,7 @@ class _PageRead:
     offset: int
     search: Search | None
     matching: QuerySet[Task]
-    selected: QuerySet | PageStatement
+    read_again: Callable[[], list[Any]]  # the same statement, for the empty page's snapshot
     highlighted: bool
     rows: list[Any]  # named rows: representation, total_count, sequence[, marks]
 
@@ -328,7 +328,7 @@ class _PageRead:
             # written since the first read would otherwise be in neither the page nor the
             # changes after it.
             with _one_snapshot():
-                rows = list(self.selected.all())
+                rows = self.read_again()
                 if not rows:
                     return TaskPage(
                         rows=[],
@@ -377,12 +377,6 @@ class PageStatement:
             cursor.execute(self.sql, self.params)
             return [row_type(*row) for row in cursor.fetchall()]
 
-    def all(self) -> PageStatement:
-        return self  # read again by ``_PageRead.page`` as a queryset would be
-
-    def __iter__(self):
-        return iter(self.rows())
-
 
 @cache
 def _row_type(columns: tuple[str, ...]):
@@ -395,17 +389,20 @@ _MATCHED, _PAGE, _KEY = "matched", "page", "k_"
 def search_page_statement(
     *,
     user_id: str,
-    matching: QuerySet[Task],
     search: Search,
     filters: TaskFilters,
     limit: int,
     offset: int,
+    matching: QuerySet[Task] | None = None,
 ) -> PageStatement:
     """A search's page, its total and the user's sequence in one statement. Every match is
     read once, with only its id and the keys it is sorted by (``matched``); the total counts
     those, and only the page's rows are read whole and written as JSON. Sorted whole, and
     scanned a second time for the total, a search that matches 3,400 tasks took 9 ms in
-    PostgreSQL instead of 5."""
+    PostgreSQL instead of 5. ``matching`` is the user's tasks that pass ``filters`` and
+    ``search``, when the caller has them already."""
+    if matching is None:
+        matching, search = _matching(user_id=user_id, filters=filters, search=search)
     rank_keys = search.rank_keys()
     keys = _sort_keys(filters.ordering, tuple(rank_keys))
     selected: dict[str, Any] = {_KEY + name: expr for name, expr in rank_keys.items()}
@@ -445,37 +442,20 @@ def search_page_statement(
     )
 
 
-def search_page_sql(
-    *, user_id: str, filters: TaskFilters, search: Search, limit: int, offset: int
-) -> tuple[str, tuple]:
-    """The statement (and its parameters) a search's page is read with, for measuring it."""
-    matching, search = _matching(user_id=user_id, filters=filters, search=search)
-    statement = search_page_statement(
-        user_id=user_id,
-        matching=matching,
-        search=search,
-        filters=filters,
-        limit=limit,
-        offset=offset,
-    )
-    return statement.sql, statement.params
-
-
 def _read_page(
     *, user_id: str, filters: TaskFilters, limit: int, offset: int, search: Search | None = None
 ) -> _PageRead:
     """The page, its total and the user's sequence in one statement, which sees one snapshot:
     no transaction is needed for them to agree, and a list costs one round trip."""
     matching, search = _matching(user_id=user_id, filters=filters, search=search)
-    sequence = latest_sequence_expression(user_id=user_id)
     if search is not None:
         statement = search_page_statement(
             user_id=user_id,
-            matching=matching,
             search=search,
             filters=filters,
             limit=limit,
             offset=offset,
+            matching=matching,
         )
         return _PageRead(
             user_id=user_id,
@@ -483,37 +463,36 @@ def _read_page(
             offset=offset,
             search=search,
             matching=matching,
-            selected=statement,
+            read_again=statement.rows,
             highlighted=filters.highlight,
             rows=statement.rows(),
         )
-    ordered = _ordered(matching, search, filters)
+    # A list without a search (a search's page is ``search_page_statement``).
+    sequence = latest_sequence_expression(user_id=user_id)
+    ordered = _ordered(matching, None, filters)
     start = offset
-    if offset and search is None:
+    if offset:
         # Read in index order, PostgreSQL writes the JSON of every row up to the page's end,
         # the ones the offset skips too: past the first page, the page's ids are found first,
-        # then written. (A search sorts its matches, and PostgreSQL writes only the rows the
-        # sort keeps.)
+        # then written.
         ids = ordered.values("pk")[offset : offset + limit]
-        ordered = _ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)), search, filters)
+        ordered = _ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)), None, filters)
         start = 0
     # The count is an uncorrelated subquery, which PostgreSQL runs once.
     page = ordered.annotate(
         representation=RepresentationJson(), total_count=_count_of(matching), sequence=sequence
     )
-    highlighted = bool(search and filters.highlight)
-    marks = ("title_marked", "description_marked") if highlighted else ()
-    selected = page.values_list("representation", "total_count", "sequence", *marks, named=True)[
+    selected = page.values_list("representation", "total_count", "sequence", named=True)[
         start : start + limit
     ]
     return _PageRead(
         user_id=user_id,
         limit=limit,
         offset=offset,
-        search=search,
+        search=None,
         matching=matching,
-        selected=selected,
-        highlighted=highlighted,
+        read_again=lambda: list(selected.all()),
+        highlighted=False,
         rows=list(selected),
     )
 

@@ -40,7 +40,7 @@ from bench.corpus import copy_layout, task_rows
 from core.auth import issue_token
 from tasks.models import Task
 from tasks.search import Search, parse
-from tasks.selectors import TaskFilters, search_page_sql, task_queryset_for_user
+from tasks.selectors import TaskFilters, search_page_statement, task_queryset_for_user
 
 BENCH_DB = "todo_bench"
 ALIAS = "bench"
@@ -368,9 +368,10 @@ class Command(BaseCommand):
         total and sequence too, ``search_page_statement``), a list's page query alone."""
         search = self._search(user_id, filters)
         if search is not None:
-            return search_page_sql(
+            statement = search_page_statement(
                 user_id=user_id, filters=filters, search=search, limit=50, offset=offset
             )
+            return statement.sql, statement.params
         qs = task_queryset_for_user(user_id=user_id, filters=filters).using(ALIAS)
         return qs[offset : offset + 50].query.sql_with_params()
 
