@@ -378,6 +378,15 @@ class ListTasksResult(TypedDict):
         str | None,
         Field(description="Pass as cursor for the next page; null on the last page."),
     ]
+    corrected: NotRequired[
+        Annotated[
+            dict[str, str],
+            Field(
+                description="Search words that matched nothing, each with the closest word of "
+                "the user's own that was searched for instead."
+            ),
+        ]
+    ]
 
 
 # --- series, trash, change feed -------------------------------------------------------------

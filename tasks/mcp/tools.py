@@ -422,11 +422,17 @@ async def list_tasks(
             "offset": page.offset,
             "next_cursor": next_cursor,
         }
+        lines = []
+        if page.corrected:
+            # As REST: the search says which words it used instead of the ones typed.
+            data["corrected"] = page.corrected
+            used = ", ".join(f"{word!r} for {typed!r}" for typed, word in page.corrected.items())
+            lines.append(f"Nothing matched as typed; searched {used}.")
         if not tasks:
-            text = f"No tasks match (total {page.total})."
+            text = "\n".join([*lines, f"No tasks match (total {page.total})."])
         else:
             first, last = page.offset + 1, following
-            lines = [f"Tasks {first}-{last} of {page.total}:"]
+            lines += [f"Tasks {first}-{last} of {page.total}:"]
             lines += [f"- {summary(task)}" for task in tasks]
             if next_cursor:
                 lines.append(f"More: call again with cursor={next_cursor}")

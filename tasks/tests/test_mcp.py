@@ -650,6 +650,22 @@ def test_bad_inputs_are_tool_errors_naming_the_field(agent, user_id, arguments, 
     assert outbox(user_id) == []
 
 
+def test_list_tasks_says_which_words_a_search_used_instead(agent, user_id):
+    # given a task the agent misspells
+    services.task_create(user_id=user_id, title="Call the dentist")
+
+    # when it searches with the typo, and with the word
+    typo = agent.call("list_tasks", search="dentsit")
+    exact = agent.ok("list_tasks", search="dentist")
+
+    # then the typo finds the task and says what was searched for, as REST does
+    assert not typo.is_error, typo.content[0].text
+    assert typo.structured_content["corrected"] == {"dentsit": "dentist"}
+    assert [t["title"] for t in typo.structured_content["tasks"]] == ["Call the dentist"]
+    assert "'dentist' for 'dentsit'" in typo.content[0].text
+    assert "corrected" not in exact
+
+
 def test_bad_list_and_update_inputs(agent, user_id):
     task = services.task_create(user_id=user_id, title="Keep")
     bad_lists = [
