@@ -27,6 +27,7 @@ test: install  ## the whole suite against a real PostgreSQL (embedded unless DAT
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 	bash realtime/tests/ensure_browser.sh
+	bash realtime/tests/ensure_redis.sh
 	bash deploy/tests/tools/ensure_tools.sh
 	bash tasks/tests/ensure_inspector.sh
 	$(PY) -m pytest -q

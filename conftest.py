@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 import types
+from collections.abc import Iterator
 
 import pytest
 from rest_framework.test import APIClient
 
+from bench.reliability.processes import PrivateRedis
 from tasks import services
 from todo_project.testing import LiveServer, client_for, end_other_database_connections
 
@@ -141,3 +144,23 @@ def rates(settings, monkeypatch):
         )
 
     return set_rates
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """The Redis the Redis tests use: ``REDIS_URL`` when set, otherwise a ``redis-server`` of
+    the test run's own on a free port (``realtime/tests/ensure_redis.sh`` installs it), so that
+    they never depend on, or disturb, a Redis the machine shares."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    if not PrivateRedis.available():
+        pytest.fail(
+            "the Redis tests need redis-server on the PATH (Debian: apt-get install -y "
+            "redis-server) or REDIS_URL set to a Redis they may use"
+        )
+    redis = PrivateRedis(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield redis.url
+    finally:
+        redis.stop()

@@ -5,7 +5,7 @@ rendered manifests: the ConfigMap it loads, its literal variables and the Secret
 to (by ``secretKeyRef``, or as files through ``<NAME>_FILE`` and the Secret's volume). A Secret
 the chart does not create (``existingSecret``, Dapr's token Secrets) gets a generated value per
 key, as an operator would create it. Only the addresses change: the test database for
-``DATABASE_URL``, the local Redis for ``REDIS_URL``, free ports for the servers, and an
+``DATABASE_URL``, the test run's Redis for ``REDIS_URL``, free ports for the servers, and an
 in-process Dapr stand-in (``bench.sidecar``) that, like daprd, refuses calls without the API
 token and calls the app back with the app token, both read from that environment.
 
@@ -41,7 +41,6 @@ except ImportError:  # collected from the repository root
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 POD_IP = "10.244.1.7"
 # The consumer whose container stands for every consumer's.
 CONSUMER = "audit"
@@ -171,7 +170,9 @@ def _read_secret(env: dict, name: str) -> str:
     return env.get(name, "")
 
 
-def _containers_of(case: str, files: Path, database_url: str) -> list[Container]:
+def _containers_of(
+    case: str, files: Path, database_url: str, redis_url: str = "redis://x:6379/0"
+) -> list[Container]:
     from bench.benchmarks import free_port, uvicorn_command
 
     rendered = render(case)
@@ -190,7 +191,7 @@ def _containers_of(case: str, files: Path, database_url: str) -> list[Container]
             continue
         env, secret_names = _environment(rendered, template, container, files / role, generated)
         _set_secret(env, "DATABASE_URL", database_url)
-        _set_secret(env, "REDIS_URL", REDIS_URL)
+        _set_secret(env, "REDIS_URL", redis_url)
         port = free_port()
         if role == "web":
             env["PORT"] = str(port)
@@ -284,7 +285,9 @@ def first_case_of_its_shape(case: str, files: Path) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_rendered_environment_answers_kubelet_dapr_and_prometheus(case, tmp_path, user_id):
+def test_the_rendered_environment_answers_kubelet_dapr_and_prometheus(
+    case, tmp_path, user_id, redis_url
+):
     from django.db import connection
 
     from bench.benchmarks import database_url
@@ -292,7 +295,9 @@ def test_the_rendered_environment_answers_kubelet_dapr_and_prometheus(case, tmp_
 
     if first_case_of_its_shape(case, tmp_path / "shapes") != case:
         return  # started, and checked, under the first values file of the same shape
-    started = _containers_of(case, tmp_path, database_url(connection.settings_dict["NAME"]))
+    started = _containers_of(
+        case, tmp_path, database_url(connection.settings_dict["NAME"]), redis_url
+    )
     web = next(c for c in started if c.role == "web")
     dapr = web.env.get("EVENTS_BROKER") == "dapr"
     api_token = _read_secret(web.env, "DAPR_API_TOKEN")

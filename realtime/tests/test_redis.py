@@ -1,4 +1,4 @@
-"""The distributed layout: channels-redis (Redis at REDIS_URL, or 127.0.0.1:6379) carries the
+"""The distributed layout: channels-redis (Redis at REDIS_URL, or the test run's own) carries the
 fan-out from a ``run_consumer realtime`` process to the sockets of every web process."""
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from tasks import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-
 
 @pytest.fixture(
     params=[
@@ -35,12 +33,12 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         "channels_redis.pubsub.RedisPubSubChannelLayer",
     ]
 )
-def redis_layer(settings, request):
+def redis_layer(settings, request, redis_url):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": request.param,
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "max_connections": 50, "socket_timeout": 30}],
+                "hosts": [{"address": redis_url, "max_connections": 50, "socket_timeout": 30}],
                 "prefix": f"test-{uuid.uuid4().hex[:8]}",
             },
         }
@@ -104,14 +102,14 @@ def _wait_ready(port: int, processes: list[subprocess.Popen]) -> None:
 
 @pytest.mark.parametrize("redis_channel_layer", ["pubsub", "core"])
 def test_two_web_processes_and_a_consumer_process_share_events_through_redis(
-    user_id, other_user_id, redis_channel_layer
+    user_id, other_user_id, redis_channel_layer, redis_url
 ):
     from django.db import connection
 
     env = {
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict["NAME"]),
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "REDIS_CHANNEL_LAYER": redis_channel_layer,
         "RUN_WORKERS_IN_PROCESS": "0",
         "EVENTS_BROKER": "embedded",
