@@ -5,7 +5,7 @@ A task in the trash is in no read but the trash's (``task_trash_for_user``)."""
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,6 +29,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from core.statements import StatementCache
 from events.selectors import latest_sequence_expression, latest_sequence_for_user
 from tasks.errors import TaskNotFound, TaskValidationError
 from tasks.models import (
@@ -123,11 +124,13 @@ def task_get_for_user(*, user_id: str, task_id: int) -> Task:
         raise TaskNotFound(task_id) from None
 
 
-def _due_window(name: str, tz_name: str, now: datetime) -> Q:
+def _due_bounds(name: str, tz_name: str, now: datetime) -> tuple[datetime, ...]:
+    """The instants a ``due`` window compares with: none, now (overdue), or its local start
+    and end."""
     if name == "none":
-        return Q(due_at__isnull=True)
+        return ()
     if name == "overdue":
-        return Q(due_at__lt=now) & OPEN
+        return (now,)
     local = now.astimezone(ZoneInfo(tz_name))
     start_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if name == "today":
@@ -140,9 +143,130 @@ def _due_window(name: str, tz_name: str, now: datetime) -> Q:
         end = (start + timedelta(days=32)).replace(day=1)
     # Re-attach the zone after date arithmetic so DST shifts land on local midnight.
     zone = ZoneInfo(tz_name)
-    start = start.replace(tzinfo=None).replace(tzinfo=zone)
-    end = end.replace(tzinfo=None).replace(tzinfo=zone)
+    return start.replace(tzinfo=None).replace(tzinfo=zone), end.replace(tzinfo=None).replace(
+        tzinfo=zone
+    )
+
+
+def _due_in(name: str, bounds: tuple[datetime, ...]) -> Q:
+    if name == "none":
+        return Q(due_at__isnull=True)
+    if name == "overdue":
+        return Q(due_at__lt=bounds[0]) & OPEN
+    start, end = bounds
     return Q(due_at__gte=start, due_at__lt=end)
+
+
+def _due_window(name: str, tz_name: str, now: datetime) -> Q:
+    return _due_in(name, _due_bounds(name, tz_name, now))
+
+
+@dataclass(frozen=True)
+class _Criteria:
+    """A list's filters as the values its SQL compares with: priority numbers, folded tags, a
+    due window's bounds. ``shape`` is what the SQL depends on and ``values`` what it takes as
+    parameters, so that a list page's statement is compiled once per shape
+    (``core.statements``)."""
+
+    user_id: str
+    status: str = "all"
+    priorities: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+    tags_mode: str = "all"
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    due: str | None = None
+    due_bounds: tuple[datetime, ...] = ()
+
+    @classmethod
+    def of(cls, user_id: str, filters: TaskFilters) -> _Criteria:
+        return cls(
+            user_id=user_id,
+            status=filters.status,
+            priorities=tuple(Priority.from_label(label).value for label in filters.priorities),
+            tags=tuple(tag.lower() for tag in filters.tags),
+            tags_mode=filters.tags_mode,
+            due_before=filters.due_before,
+            due_after=filters.due_after,
+            due=filters.due,
+            due_bounds=(
+                _due_bounds(filters.due, filters.timezone, timezone.now()) if filters.due else ()
+            ),
+        )
+
+    @property
+    def shape(self) -> tuple:
+        return (
+            self.status,
+            len(self.priorities),
+            len(self.tags),
+            self.tags_mode if self.tags else None,
+            self.due_before is not None,
+            self.due_after is not None,
+            self.due,
+        )
+
+    @property
+    def values(self) -> tuple:
+        bounds = (self.due_before, self.due_after)
+        return (
+            self.user_id,
+            *self.priorities,
+            *self.tags,
+            *(bound for bound in bounds if bound is not None),
+            *self.due_bounds,
+        )
+
+    @classmethod
+    def bound(cls, shape: tuple, values: tuple) -> _Criteria:
+        """The criteria of ``shape`` with ``values`` (the inverse of ``shape`` and ``values``)."""
+        status, priorities, tags, tags_mode, before, after, due = shape
+        rest = iter(values)
+
+        def take(count: int) -> tuple:
+            return tuple(next(rest) for _ in range(count))
+
+        return cls(
+            user_id=next(rest),
+            status=status,
+            priorities=take(priorities),
+            tags=take(tags),
+            tags_mode=tags_mode or "all",
+            due_before=next(rest) if before else None,
+            due_after=next(rest) if after else None,
+            due=due,
+            due_bounds=tuple(rest),
+        )
+
+    def filter(self, qs: QuerySet[Task]) -> QuerySet[Task]:
+        if self.status == Status.PENDING:
+            qs = qs.filter(OPEN)
+        elif self.status == Status.COMPLETED:
+            qs = qs.filter(completed=True)
+        elif self.status == Status.SKIPPED:
+            qs = qs.filter(skipped_at__isnull=False)
+        if self.priorities:
+            values = self.priorities
+            qs = (
+                qs.filter(priority=values[0])
+                if len(values) == 1
+                else qs.filter(priority__in=values)
+            )
+        if self.tags:
+            if self.tags_mode == "any":
+                any_tag = Q()
+                for tag in self.tags:
+                    any_tag |= Q(tags_folded__contains=[tag])
+                qs = qs.filter(any_tag)
+            else:
+                qs = qs.filter(tags_folded__contains=list(self.tags))
+        if self.due_before is not None:
+            qs = qs.filter(due_at__lt=self.due_before)
+        if self.due_after is not None:
+            qs = qs.filter(due_at__gte=self.due_after)
+        if self.due:
+            qs = qs.filter(_due_in(self.due, self.due_bounds))
+        return qs
 
 
 @dataclass(frozen=True)
@@ -204,34 +328,17 @@ def _matching(*, user_id: str, filters: TaskFilters, search: Search | None = Non
         search = parse(filters.q, user_id=user_id)
     if search is not None:
         qs = qs.filter(search.matches())
-    elif "relevance" in {term.lstrip("-") for term in filters.ordering}:
+    else:
+        _refuse_relevance(filters)
+    return _Criteria.of(user_id, filters).filter(qs), search
+
+
+def _refuse_relevance(filters: TaskFilters) -> None:
+    """Without a search there is no relevance to sort by."""
+    if "relevance" in {term.lstrip("-") for term in filters.ordering}:
         raise TaskValidationError(
             "Ordering by relevance needs a search (q).", field="ordering", code="invalid_choice"
         )
-    if filters.status == Status.PENDING:
-        qs = qs.filter(OPEN)
-    elif filters.status == Status.COMPLETED:
-        qs = qs.filter(completed=True)
-    elif filters.status == Status.SKIPPED:
-        qs = qs.filter(skipped_at__isnull=False)
-    if filters.priorities:
-        values = [Priority.from_label(label).value for label in filters.priorities]
-        qs = qs.filter(priority=values[0]) if len(values) == 1 else qs.filter(priority__in=values)
-    if filters.tags:
-        if filters.tags_mode == "any":
-            any_tag = Q()
-            for tag in filters.tags:
-                any_tag |= Q(tags_folded__contains=[tag.lower()])
-            qs = qs.filter(any_tag)
-        else:
-            qs = qs.filter(tags_folded__contains=[tag.lower() for tag in filters.tags])
-    if filters.due_before is not None:
-        qs = qs.filter(due_at__lt=filters.due_before)
-    if filters.due_after is not None:
-        qs = qs.filter(due_at__gte=filters.due_after)
-    if filters.due:
-        qs = qs.filter(_due_window(filters.due, filters.timezone, timezone.now()))
-    return qs, search
 
 
 def _ordered(qs: QuerySet[Task], search: Search | None, filters: TaskFilters) -> QuerySet[Task]:
@@ -315,7 +422,7 @@ class _PageRead:
     limit: int
     offset: int
     search: Search | None
-    matching: QuerySet[Task]
+    count: Callable[[], int]  # how many tasks match, for a page past the end
     read_again: Callable[[], list[Any]]  # the same statement, for the empty page's snapshot
     highlighted: bool
     rows: list[Any]  # named rows: representation, total_count, sequence[, marks]
@@ -332,7 +439,7 @@ class _PageRead:
                 if not rows:
                     return TaskPage(
                         rows=[],
-                        total=self.matching.count() if self.offset else 0,
+                        total=self.count() if self.offset else 0,
                         limit=self.limit,
                         offset=self.offset,
                         sequence=latest_sequence_for_user(user_id=self.user_id),
@@ -447,54 +554,79 @@ def _read_page(
 ) -> _PageRead:
     """The page, its total and the user's sequence in one statement, which sees one snapshot:
     no transaction is needed for them to agree, and a list costs one round trip."""
-    matching, search = _matching(user_id=user_id, filters=filters, search=search)
-    if search is not None:
-        statement = search_page_statement(
-            user_id=user_id,
-            search=search,
-            filters=filters,
-            limit=limit,
-            offset=offset,
-            matching=matching,
-        )
-        return _PageRead(
-            user_id=user_id,
-            limit=limit,
-            offset=offset,
-            search=search,
-            matching=matching,
-            read_again=statement.rows,
-            highlighted=filters.highlight,
-            rows=statement.rows(),
-        )
-    # A list without a search (a search's page is ``search_page_statement``).
-    sequence = latest_sequence_expression(user_id=user_id)
-    ordered = _ordered(matching, None, filters)
-    start = offset
-    if offset:
-        # Read in index order, PostgreSQL writes the JSON of every row up to the page's end,
-        # the ones the offset skips too: past the first page, the page's ids are found first,
-        # then written.
-        ids = ordered.values("pk")[offset : offset + limit]
-        ordered = _ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)), None, filters)
-        start = 0
-    # The count is an uncorrelated subquery, which PostgreSQL runs once.
-    page = ordered.annotate(
-        representation=RepresentationJson(), total_count=_count_of(matching), sequence=sequence
+    if search is not None or filters.q:
+        matching, search = _matching(user_id=user_id, filters=filters, search=search)
+        if search is not None:
+            statement = search_page_statement(
+                user_id=user_id,
+                search=search,
+                filters=filters,
+                limit=limit,
+                offset=offset,
+                matching=matching,
+            )
+            return _PageRead(
+                user_id=user_id,
+                limit=limit,
+                offset=offset,
+                search=search,
+                count=matching.count,
+                read_again=statement.rows,
+                highlighted=filters.highlight,
+                rows=statement.rows(),
+            )
+    # A list without a search: its statement is compiled once per shape of its filters.
+    _refuse_relevance(filters)
+    criteria = _Criteria.of(user_id, filters)
+    sql, params = _LIST_PAGES.statement(
+        (criteria.shape, filters.ordering, limit, offset), criteria.values
     )
-    selected = page.values_list("representation", "total_count", "sequence", named=True)[
-        start : start + limit
-    ]
+    statement = PageStatement(sql=sql, params=params, columns=_LIST_COLUMNS)
     return _PageRead(
         user_id=user_id,
         limit=limit,
         offset=offset,
         search=None,
-        matching=matching,
-        read_again=lambda: list(selected.all()),
+        count=lambda: criteria.filter(_live_tasks(user_id)).count(),
+        read_again=statement.rows,
         highlighted=False,
-        rows=list(selected),
+        rows=statement.rows(),
     )
+
+
+_LIST_COLUMNS = ("representation", "total_count", "sequence")
+
+
+def _list_page_sql(shape: tuple, values: tuple) -> tuple[str, Sequence[Any]]:
+    """The SQL of a list page without a search (``_LIST_PAGES``): the page's tasks written as
+    JSON, how many match, and the user's sequence."""
+    criteria_shape, ordering, limit, offset = shape
+    criteria = _Criteria.bound(criteria_shape, values)
+    user_id = criteria.user_id
+    matching = criteria.filter(_live_tasks(user_id))
+
+    def ordered(qs: QuerySet[Task]) -> QuerySet[Task]:
+        return qs.only(*REPRESENTATION_FIELDS).order_by(*_order_by(ordering, ()))
+
+    page = ordered(matching)
+    start = offset
+    if offset:
+        # Read in index order, PostgreSQL writes the JSON of every row up to the page's end,
+        # the ones the offset skips too: past the first page, the page's ids are found first,
+        # then written.
+        ids = page.values("pk")[offset : offset + limit]
+        page = ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)))
+        start = 0
+    # The count is an uncorrelated subquery, which PostgreSQL runs once.
+    selected = page.annotate(
+        representation=RepresentationJson(),
+        total_count=_count_of(matching),
+        sequence=latest_sequence_expression(user_id=user_id),
+    ).values_list(*_LIST_COLUMNS)[start : start + limit]
+    return selected.query.sql_with_params()
+
+
+_LIST_PAGES = StatementCache(_list_page_sql)
 
 
 @dataclass(frozen=True)
