@@ -8,6 +8,7 @@ are checked when configured.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,7 +99,48 @@ def _verification_key(token: str, algorithm: str):
     return settings.JWT_SECRET
 
 
+# Tokens verified lately, by their text and the settings they were verified under: a client
+# sends the same token with every request, and verifying it again (each segment decoded and
+# checked twice, the JSON parsed, the signature computed) was a tenth of a list page's work.
+# An entry is used until the token expires, and for at most ``_RECENT_SECONDS``: a key withdrawn
+# from a JWKS key set is honoured no longer than PyJWT's own copy of the set (five minutes)
+# honours it. When full, the whole table is dropped (a client's next request verifies again).
+_RECENT_SECONDS = 60.0
+_RECENT_MAX = 4096
+_recent: dict[tuple, tuple[TokenUser, float]] = {}
+_recent_lock = threading.Lock()
+
+
+def _verification_settings() -> tuple:
+    return (
+        settings.JWT_SECRET,
+        settings.JWT_JWKS_URL,
+        tuple(settings.JWT_ALGORITHMS),
+        settings.JWT_ISSUER,
+        settings.JWT_AUDIENCE,
+        settings.JWT_LEEWAY_SECONDS,
+    )
+
+
 def verify_token(token: str) -> TokenUser:
+    """The caller ``token`` names, once its signature and claims are checked; ``AuthError``
+    says why a token is refused."""
+    key = (token, _verification_settings())
+    now = time.time()
+    recent = _recent.get(key)
+    if recent is not None and now < recent[1]:
+        return recent[0]
+    user = _verified(token)
+    # Valid while ``exp`` plus the leeway has not passed (PyJWT's own test).
+    until = min(now + _RECENT_SECONDS, float(user.claims["exp"]) + settings.JWT_LEEWAY_SECONDS)
+    with _recent_lock:
+        if len(_recent) >= _RECENT_MAX:
+            _recent.clear()
+        _recent[key] = (user, until)
+    return user
+
+
+def _verified(token: str) -> TokenUser:
     if not token or len(token) > 8192:
         raise AuthError("invalid_token", "Missing or oversized token.")
     try:

@@ -439,3 +439,34 @@ def test_rs256_tokens_from_a_jwks_url_are_accepted_and_hs256_confusion_refused(s
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         with pytest.raises(AuthError):
             verify_token(jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"}))
+
+
+def test_a_token_is_verified_once_until_it_expires(settings, monkeypatch, user_id):
+    # given a token that was verified, and a count of the signatures checked from then on
+    from core import auth
+
+    settings.JWT_LEEWAY_SECONDS = 0
+    secret = settings.JWT_SECRET
+    token = auth.issue_token(user_id, ttl_seconds=30)
+    assert verify_token(token).id == user_id
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+
+    # when it is sent again, then it is not verified again
+    assert verify_token(token).id == user_id
+    assert decoded == []
+
+    # when the secret changes, then it is verified again, and refused
+    settings.JWT_SECRET = secrets.token_urlsafe(48)
+    with pytest.raises(AuthError) as refused:
+        verify_token(token)
+    assert refused.value.code == "invalid_token" and decoded == [1]
+
+    # when its expiry has passed, then it is verified again (and refused by PyJWT's own
+    # check, as any expired token is)
+    settings.JWT_SECRET = secret
+    later = time.time() + 31
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    verify_token(token)
+    assert decoded == [1, 1]
