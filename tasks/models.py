@@ -121,6 +121,34 @@ _LEXICON_FUNC = """
 """
 
 
+def _count_change(*, new: bool, old: bool) -> str:
+    """The statement trigger that adds what one statement changed to its users' counts
+    (``TaskCount``): each task in the trash counts for nothing, each other task once in ``live``
+    and, while it is open (``OPEN``), once in ``open``. Users whose counts did not change are
+    not written (a title edit, a purge of the trash), and the rest in user order, so two
+    statements never wait for each other's rows in opposite orders."""
+    changes = []
+    if new:
+        changes.append(
+            "SELECT user_id, 1 AS live, (NOT completed AND skipped_at IS NULL)::int AS open "
+            "FROM new_rows WHERE deleted_at IS NULL"
+        )
+    if old:
+        changes.append(
+            "SELECT user_id, -1 AS live, -((NOT completed AND skipped_at IS NULL)::int) AS open "
+            "FROM old_rows WHERE deleted_at IS NULL"
+        )
+    # Constants only: the trigger's own SQL.
+    return f"""
+    INSERT INTO tasks_taskcount AS counted (user_id, live, open)
+    SELECT user_id, sum(live), sum(open) FROM ({" UNION ALL ".join(changes)}) AS change
+    GROUP BY user_id HAVING sum(live) <> 0 OR sum(open) <> 0 ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE
+    SET live = counted.live + EXCLUDED.live, open = counted.open + EXCLUDED.open;
+    RETURN NULL;
+"""  # noqa: S608
+
+
 class Task(models.Model):
     user_id = models.CharField(max_length=USER_ID_MAX_LENGTH)
     title = models.CharField(max_length=TITLE_MAX_LENGTH)
@@ -267,6 +295,30 @@ class Task(models.Model):
                 func=_LEXICON_FUNC,
             ),
             pgtrigger.Trigger(
+                name="task_count_on_insert",
+                level=pgtrigger.Statement,
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                referencing=pgtrigger.Referencing(new="new_rows"),
+                func=_count_change(new=True, old=False),
+            ),
+            pgtrigger.Trigger(
+                name="task_count_on_update",
+                level=pgtrigger.Statement,
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+                func=_count_change(new=True, old=True),
+            ),
+            pgtrigger.Trigger(
+                name="task_count_on_delete",
+                level=pgtrigger.Statement,
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                referencing=pgtrigger.Referencing(old="old_rows"),
+                func=_count_change(new=False, old=True),
+            ),
+            pgtrigger.Trigger(
                 name="task_tags_shape",
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.Update,
@@ -329,6 +381,20 @@ class SearchLexeme(models.Model):
 
     def __str__(self) -> str:
         return self.lexeme
+
+
+class TaskCount(models.Model):
+    """How many tasks a user has outside the trash (``live``) and how many of those are open
+    (``open``: neither done nor skipped), kept by statement triggers on ``Task`` in the
+    transaction of each change. A list of all or of the open tasks reads its total here: a
+    count of a user's 6,700 open tasks cost PostgreSQL 0.6 ms of the 1 ms a list page took."""
+
+    user_id = models.CharField(primary_key=True, max_length=USER_ID_MAX_LENGTH)
+    live = models.BigIntegerField(default=0)
+    open = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.open} open of {self.live}"
 
 
 class TaskHistory(models.Model):

@@ -41,6 +41,7 @@ from tasks.models import (
     Priority,
     Status,
     Task,
+    TaskCount,
     TaskHistory,
 )
 from tasks.recurrence_rules import (
@@ -374,6 +375,20 @@ def _count_of(matching: QuerySet[Task]) -> RawSQL:
     )
 
 
+def _kept_count(criteria: _Criteria) -> RawSQL | None:
+    """The total of a list of all or of the open tasks, as the triggers keep it (``TaskCount``),
+    instead of counting them; None for a list with other filters."""
+    column = {"all": "live", Status.PENDING: "open"}.get(criteria.status)
+    if column is None or criteria != _Criteria(user_id=criteria.user_id, status=criteria.status):
+        return None
+    table = connection.ops.quote_name(TaskCount._meta.db_table)
+    return RawSQL(  # noqa: S611
+        f"COALESCE((SELECT {column} FROM {table} WHERE user_id = %s), 0)",  # noqa: S608
+        [criteria.user_id],
+        output_field=BigIntegerField(),
+    )
+
+
 def task_list_for_user(
     *, user_id: str, filters: TaskFilters, limit: int = DEFAULT_LIMIT, offset: int = 0
 ) -> TaskPage:
@@ -617,10 +632,9 @@ def _list_page_sql(shape: tuple, values: tuple) -> tuple[str, Sequence[Any]]:
         ids = page.values("pk")[offset : offset + limit]
         page = ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)))
         start = 0
-    # The count is an uncorrelated subquery, which PostgreSQL runs once.
     selected = page.annotate(
         representation=RepresentationJson(),
-        total_count=_count_of(matching),
+        total_count=_kept_count(criteria) or _count_of(matching),
         sequence=latest_sequence_expression(user_id=user_id),
     ).values_list(*_LIST_COLUMNS)[start : start + limit]
     return selected.query.sql_with_params()
