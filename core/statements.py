@@ -24,7 +24,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-Build = Callable[[Hashable, tuple], tuple[str, Sequence[Any]]]
+# build(shape, values): a shape is any hashable value its build function understands.
+Build = Callable[[Any, tuple], tuple[str, Sequence[Any]]]
 
 # Placeholders no request sends: strings from Unicode's private use area, integers at the top
 # of smallint's range, instants in the first seconds of the year 2000.
@@ -34,13 +35,15 @@ _INSTANT_BASE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _placeholder(value: Any, index: int) -> Any:
+    """A value no request sends, of ``value``'s kind; None for a kind that has too few values
+    to hold one (bool) or that is not foreseen."""
     if isinstance(value, str):
         return f"{_STRING_MARK}{index}{_STRING_MARK}"
     if isinstance(value, int) and not isinstance(value, bool):
         return _INTEGER_BASE + index
     if isinstance(value, datetime):
         return _INSTANT_BASE + timedelta(seconds=index + 1)
-    raise TypeError(f"a statement's values are str, int or datetime, not {type(value).__name__}")
+    return None
 
 
 def _key(param: Any) -> tuple[str, Any]:
@@ -112,8 +115,8 @@ def _compiled(sql: str, params: Sequence[Any], values: tuple) -> CompiledStateme
 class StatementCache:
     """The SQL of ``build(shape, values)`` kept per ``shape`` (at most ``maxsize``, the least
     recently used dropped first). ``build`` must give SQL that depends on ``shape`` alone, with
-    each of ``values`` (str, int or datetime) as a parameter; the cache checks it (module
-    docstring) and compiles every time where it does not hold."""
+    each of ``values`` as a parameter; the cache checks it (module docstring), and compiles
+    every time where it does not hold or a value is not a str, an int or a datetime."""
 
     def __init__(self, build: Build, *, maxsize: int = 512):
         self._build = build
@@ -137,16 +140,23 @@ class StatementCache:
 
     def _remember(self, shape: Hashable, values: tuple, sql: str, params: tuple) -> None:
         placeholders = tuple(_placeholder(value, index) for index, value in enumerate(values))
-        template_sql, template_params = self._build(shape, placeholders)
-        compiled: CompiledStatement | None = _compiled(template_sql, template_params, values)
-        if compiled.sql != sql or [_key(p) for p in compiled.params(values)] != [
-            _key(p) for p in params
-        ]:
-            compiled = None  # not exact for this shape: compiled for every request
+        compiled: CompiledStatement | None = None
+        if None not in placeholders:
+            template_sql, template_params = self._build(shape, placeholders)
+            compiled = _compiled(template_sql, template_params, values)
+            if compiled.sql != sql or [_key(p) for p in compiled.params(values)] != [
+                _key(p) for p in params
+            ]:
+                compiled = None  # not exact for this shape: compiled for every request
         with self._lock:
             self._entries[shape] = compiled
             while len(self._entries) > self._maxsize:
                 self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every shape (a test that changes how statements are built)."""
+        with self._lock:
+            self._entries.clear()
 
     def shapes(self) -> dict[Hashable, bool]:
         """Each shape seen, and whether its statement is kept (for tests and operators)."""

@@ -115,13 +115,12 @@ class Search:
         return sql, params
 
     def tsquery(self) -> tuple[str, list]:
-        """The query as SQL and its parameters; a page's statement uses it in three to five
-        places, so it is built once per search."""
-        sql, params = self._tsquery
-        return sql, list(params)
+        return self.sql.query, list(self.sql.params)
 
     @cached_property
-    def _tsquery(self) -> tuple[str, tuple]:
+    def sql(self) -> SearchSQL:
+        """The search as the SQL a page's statement is made of, built once per search: the
+        statement uses its query in three to five places."""
         parts, params = [], []
         for index, clause in enumerate(self.clauses):
             last = index == len(self.clauses) - 1
@@ -131,20 +130,73 @@ class Search:
                 alternatives.append(sql)
                 params += item_params
             parts.append("(" + " || ".join(alternatives) + ")")
+        typed = [
+            word
+            for clause in self.clauses
+            for item in clause
+            if not item.negated
+            for word in item.words
+        ]
         # One subquery, which PostgreSQL works out once per statement and place of use; as an
         # expression, each row joined the prefix words to the rest again for each test (a third
         # of a search that matches 1,000 tasks). It also keeps the query's value from the
         # planner, whose guess of how many rows a literal common word matches led it to read
         # all of the user's rows in index order instead of the word's.
-        return "(SELECT " + " && ".join(parts) + ")", tuple(params)
+        return SearchSQL(
+            query="(SELECT " + " && ".join(parts) + ")",
+            params=tuple(params),
+            typed=" ".join(typed),
+            corrected=bool(self.corrected),
+        )
 
     def matches(self) -> _SQL:
-        sql, params = self.tsquery()
-        return _SQL(f"search_vector @@ ({sql})", params, output_field=BooleanField())
+        return self.sql.matches()
+
+    def rank_keys(self) -> dict[str, _SQL]:
+        return self.sql.rank_keys()
+
+    def in_title(self) -> _SQL:
+        return self.sql.in_title()
+
+    def headline(self, column: str) -> _SQL:
+        return self.sql.headline(column)
+
+
+@dataclass(frozen=True)
+class SearchSQL:
+    """A search as SQL (``Search.sql``): its query and the query's parameters, the words as
+    typed (for the exact-match key), and whether words were corrected. The SQL it writes
+    depends on ``shape`` alone and everything the user typed is in ``values``, so that a page's
+    statement is compiled once per shape (``core.statements``)."""
+
+    query: str
+    params: tuple
+    typed: str
+    corrected: bool
+
+    @property
+    def shape(self) -> tuple:
+        return (self.query, len(self.params), self.corrected)
+
+    @property
+    def values(self) -> tuple:
+        return (*self.params, self.typed)
+
+    @classmethod
+    def bound(cls, shape: tuple, values: tuple) -> SearchSQL:
+        """The search SQL of ``shape`` with ``values`` (the inverse of ``shape`` and ``values``)."""
+        query, count, corrected = shape
+        return cls(
+            query=query, params=tuple(values[:count]), typed=values[count], corrected=corrected
+        )
+
+    def matches(self) -> _SQL:
+        return _SQL(f"search_vector @@ ({self.query})", [*self.params], output_field=BooleanField())
 
     def relevance(self) -> _SQL:
-        sql, params = self.tsquery()
-        return _SQL(f"ts_rank(search_vector, {sql})", params, output_field=FloatField())
+        return _SQL(
+            f"ts_rank(search_vector, {self.query})", [*self.params], output_field=FloatField()
+        )
 
     def rank_keys(self) -> dict[str, _SQL]:
         """What orders the matches by relevance, first key first: a title match, every word as
@@ -162,33 +214,25 @@ class Search:
         differs, over phrases, exclusions, ``OR`` and CJK) and what the vector filtered to its
         title lexemes said (``ts_filter``), without copying every matched row's vector: a
         search tests every row it matches."""
-        sql, params = self.tsquery()
         return _SQL(
-            f"search_vector @@ (SELECT regexp_replace(({sql})::text, %s, %s, 'g')::tsquery)",
-            [*params, *_TITLE_WEIGHT],
+            f"search_vector @@ (SELECT regexp_replace(({self.query})::text, %s, %s, 'g')::tsquery)",
+            [*self.params, *_TITLE_WEIGHT],
             output_field=BooleanField(),
         )
 
     def exact(self) -> _SQL:
         """Whether every word matches as typed (only accents and case aside), so that exact
         matches rank above stems, prefixes and corrections."""
-        words = [
-            word
-            for clause in self.clauses
-            for item in clause
-            if not item.negated
-            for word in item.words
-        ]
         return _SQL(
             "search_vector @@ plainto_tsquery('tasks_simple', %s)",
-            [" ".join(words)],
+            [self.typed],
             output_field=BooleanField(),
         )
 
     def headline(self, column: str) -> _SQL:
         """``ts_headline`` of ``column`` with the matched words between the marks; every
         lexeme is also a prefix there, so a stem ("steuererklar") marks its whole word."""
-        sql, params = self.tsquery()
+        sql, params = self.query, self.params
         marks = f"U&'\\{ord(START_MARK):04X}\\{ord(STOP_MARK):04X}'"
         return _SQL(
             f"ts_headline('tasks_simple', translate({column}, {marks}, ''), "

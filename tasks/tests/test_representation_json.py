@@ -200,13 +200,15 @@ LIST_QUERIES = [
     "q=offset&ordering=created_at&status=pending",
     "q=offset&offset=500",
     "offset=500",
-    # A list's statement is compiled once per shape and then bound (``core.statements``):
-    # every value a filter compares with
+    # A page's statement is compiled once per shape and then bound (``core.statements``):
+    # every value a filter compares with, and searches with them
     "priority=low&tags=Zürich,emoji 🎉&ordering=title",
     "tags=a,b,zürich&tags_mode=any&status=all&ordering=-due_date",
     "due_before=2031-03-14T09:30:00Z&due_after=2031-01-01T09:00:00Z&ordering=due_date",
     "due=this_month&timezone=Asia/Kathmandu",
     "due=none&priority=urgent,high,low&limit=3&offset=1",
+    "q=offset OR priority -urgent&priority=low,high&tags=zürich&tags_mode=any&ordering=title",
+    'q="repeat from"&due_before=2031-03-14T09:30:00Z&highlight=true',
 ]
 
 
@@ -218,6 +220,8 @@ def test_a_list_page_is_the_bytes_the_api_sent_before(
     # first, so that this page's statement is the other's with this user's values bound
     _variety(make_task, user_id)
     _variety(partial(make_task, user_id=other_user_id), other_user_id)
+    selectors._LIST_PAGES.clear()
+    selectors._SEARCH_PAGES.clear()
     assert other_api.get(f"/api/tasks/?{query}").status_code == 200
 
     # when a page is listed
@@ -226,8 +230,9 @@ def test_a_list_page_is_the_bytes_the_api_sent_before(
     # then its body is, byte for byte, the page built from model rows in Python
     assert response.status_code == 200, response.content
     assert response.content == _reference_body(user_id, query)
-    # and no list shape had to be compiled for each request
-    assert all(selectors._LIST_PAGES.shapes().values())
+    # and no shape had to be compiled for each request
+    shapes = selectors._LIST_PAGES.shapes() | selectors._SEARCH_PAGES.shapes()
+    assert shapes and all(shapes.values())
 
 
 def test_the_trash_is_the_bytes_the_api_sent_before(api, make_task, user_id):

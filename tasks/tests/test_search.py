@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks import selectors
-from tasks.search import Search, parse
+from tasks.search import Search, SearchSQL, parse
 from tasks.selectors import TaskFilters
 
 pytestmark = pytest.mark.django_db
@@ -246,8 +246,10 @@ def test_a_corrected_search_orders_as_if_it_tested_exact_words_on_every_row(
     def with_exact(self):
         return {"in_title": self.in_title(), "exact": self.exact(), "relevance": self.relevance()}
 
-    monkeypatch.setattr(Search, "rank_keys", with_exact)
+    monkeypatch.setattr(SearchSQL, "rank_keys", with_exact)
+    selectors._SEARCH_PAGES.clear()
     with_test = selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50)
+    selectors._SEARCH_PAGES.clear()
 
     # then the same tasks come in the same order: a corrected word is never there as typed
     assert with_test.corrected == without_test.corrected == {"meetnig": "meeting"}
