@@ -92,3 +92,28 @@ def test_a_user_without_tasks_lists_none(api):
     body = api.get("/api/tasks/", {"status": "pending"}).json()
 
     assert (body["count"], body["results"]) == (0, [])
+
+
+def test_recount_corrects_counts_written_around_the_triggers(user_id, other_user_id, make_task):
+    # given counts that are off: one too many, one missing, one for a user without tasks
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_task(title="mine")
+    make_task(title="theirs", user_id=other_user_id)
+    TaskCount.objects.filter(user_id=user_id).update(open=5)
+    TaskCount.objects.filter(user_id=other_user_id).delete()
+    TaskCount.objects.create(user_id="nobody-now", live=3, open=1)
+
+    # when the counts are recounted
+    out = StringIO()
+    call_command("recount_tasks", stdout=out)
+
+    # then each is what the tasks say, and the command names the users it corrected
+    assert _counted(user_id) == (1, 1) and _counted(other_user_id) == (1, 1)
+    assert _counted("nobody-now") == (0, 0)
+    assert sorted(out.getvalue().split()[-3:]) == sorted(["nobody-now", other_user_id, user_id])
+    out = StringIO()
+    call_command("recount_tasks", stdout=out)
+    assert out.getvalue() == "Every user's task counts were right.\n"
