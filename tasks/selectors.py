@@ -125,6 +125,29 @@ def task_get_for_user(*, user_id: str, task_id: int) -> Task:
         raise TaskNotFound(task_id) from None
 
 
+def task_representation_for_user(*, user_id: str, task_id: int) -> tuple[str, int]:
+    """A task as PostgreSQL writes its JSON (``RepresentationJson``) and its version, for a
+    read that sends it as it is: no model is built, and the statement is compiled once."""
+    if not isinstance(task_id, int) or not 0 < task_id < 2**63:
+        raise TaskNotFound(task_id)
+    sql, params = _ONE_TASK.statement((), (user_id, task_id))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row[0], row[1]
+
+
+def _one_task_sql(shape: tuple, values: tuple) -> tuple[str, Sequence[Any]]:
+    user_id, task_id = values
+    one = _live_tasks(user_id).filter(pk=task_id).values_list(RepresentationJson(), "version")
+    return one.query.sql_with_params()
+
+
+_ONE_TASK = StatementCache(_one_task_sql, maxsize=1)
+
+
 def _due_bounds(name: str, tz_name: str, now: datetime) -> tuple[datetime, ...]:
     """The instants a ``due`` window compares with: none, now (overdue), or its local start
     and end."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
+import orjson
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -166,7 +167,13 @@ class TaskDetailView(ThrottledView):
         operation_id="tasks_retrieve", responses={200: TaskSerializer, **ERROR_RESPONSES}
     )
     def get(self, request: Request, task_id: int) -> Response:
-        return _task_response(selectors.task_get_for_user(user_id=request.user.id, task_id=task_id))
+        # The task as PostgreSQL wrote it (``RepresentationJson``), into the body as it is.
+        text, version = selectors.task_representation_for_user(
+            user_id=request.user.id, task_id=task_id
+        )
+        response = Response(orjson.Fragment(text))
+        response["ETag"] = f'"{version}"'
+        return response
 
     def _update(self, request: Request, task_id: int, *, partial: bool) -> Response:
         data = _validated_body(request, TaskPatchSerializer if partial else TaskReplaceSerializer)

@@ -258,3 +258,26 @@ def test_an_indented_page_holds_the_same_values(api, make_task, user_id):
 
     assert b'\n  "count"' in indented.content
     assert indented.json() == api.get("/api/tasks/").json()
+
+
+def test_one_task_is_the_bytes_the_api_sent_before(api, make_task, user_id):
+    # given tasks with every kind of value
+    task_ids = _variety(make_task, user_id)
+    reference = _reference_representations(user_id, task_ids)
+
+    for task_id in task_ids:
+        # when one is read
+        response = api.get(f"/api/tasks/{task_id}/")
+
+        # then its body is, byte for byte, the task built from its model row, with its version
+        assert response.status_code == 200
+        assert response.content == JSONRenderer().render(reference[task_id])
+        assert response["ETag"] == f'"{reference[task_id]["version"]}"'
+
+
+@pytest.mark.parametrize("task_id", ["0", "9223372036854775808", "99999999999999999999999"])
+def test_an_id_no_task_can_have_is_a_404(api, task_id):
+    response = api.get(f"/api/tasks/{task_id}/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
