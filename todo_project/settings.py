@@ -137,6 +137,9 @@ if DB_POOL_MAX_SIZE > 0:
 else:
     _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 300)
     _database["CONN_HEALTH_CHECKS"] = True
+# Django's backend, with a health check that reads the connection's socket instead of sending
+# SELECT 1 before each request (core/postgresql/base.py).
+_database["ENGINE"] = "core.postgresql"
 # One test database per test run, so runs side by side on one server never drop each other's.
 _database["TEST"] = {
     "NAME": env_str("TEST_DATABASE_NAME") or f"test_{_database['NAME']}_{os.getpid()}"
