@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,8 +60,16 @@ _current: contextvars.ContextVar[RequestKey | None] = contextvars.ContextVar(
 
 
 def fingerprint(tool: str, arguments: dict) -> str:
-    """What makes two calls "the same call" for an id: the tool and its arguments."""
-    text = orjson.dumps([tool, arguments], option=orjson.OPT_SORT_KEYS)
+    """What makes two calls "the same call" for an id: the tool and its arguments. It is taken
+    before the arguments are checked, so any JSON a client sends must do: orjson writes no
+    integer beyond 64 bits, and arguments holding one are written by the standard library
+    (the same arguments always take the same way)."""
+    try:
+        text = orjson.dumps([tool, arguments], option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        text = json.dumps(
+            [tool, arguments], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
     return hashlib.sha256(text).hexdigest()
 
 

@@ -296,6 +296,13 @@ def test_a_refused_write_keeps_no_client_request_id(rpc, user_id):
     assert done["status"] == "completed"
 
 
+def test_an_integer_beyond_64_bits_beside_a_client_request_id_is_a_clean_refusal(rpc, user_id):
+    # the call's fingerprint is taken before its arguments are checked
+    error = refused(rpc.call("update_task", task_id=2**70, title="x", client_request_id="big"))
+
+    assert error["code"] and error["field"] == "task_id"
+
+
 def test_client_request_id_is_checked_and_only_writes_take_it(rpc, user_id):
     blank = refused(rpc.call("add_task", title="x", client_request_id=""))
     non_ascii = refused(rpc.call("add_task", title="x", client_request_id="ключ"))
