@@ -114,9 +114,6 @@ class Search:
             sql = f"(!! {sql})"
         return sql, params
 
-    def tsquery(self) -> tuple[str, list]:
-        return self.sql.query, list(self.sql.params)
-
     @cached_property
     def sql(self) -> SearchSQL:
         """The search as the SQL a page's statement is made of, built once per search: the
@@ -151,15 +148,6 @@ class Search:
 
     def matches(self) -> _SQL:
         return self.sql.matches()
-
-    def rank_keys(self) -> dict[str, _SQL]:
-        return self.sql.rank_keys()
-
-    def in_title(self) -> _SQL:
-        return self.sql.in_title()
-
-    def headline(self, column: str) -> _SQL:
-        return self.sql.headline(column)
 
 
 @dataclass(frozen=True)

@@ -181,10 +181,6 @@ def _due_in(name: str, bounds: tuple[datetime, ...]) -> Q:
     return Q(due_at__gte=start, due_at__lt=end)
 
 
-def _due_window(name: str, tz_name: str, now: datetime) -> Q:
-    return _due_in(name, _due_bounds(name, tz_name, now))
-
-
 @dataclass(frozen=True)
 class _Criteria:
     """A list's filters as the values its SQL compares with: priority numbers, folded tags, a
@@ -229,6 +225,11 @@ class _Criteria:
             self.due_after is not None,
             self.due,
         )
+
+    @property
+    def status_only(self) -> bool:
+        """Whether the status is the list's only filter."""
+        return self.shape[1:] == (0, 0, None, False, False, None)
 
     @property
     def values(self) -> tuple:
@@ -341,8 +342,12 @@ def _sort_keys(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list[_S
     return keys
 
 
-def _order_by(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list:
-    return [key.expression() for key in _sort_keys(ordering, rank_keys)]
+def _in_order(
+    qs: QuerySet[Task], ordering: tuple[str, ...], rank_keys: tuple[str, ...] = ()
+) -> QuerySet[Task]:
+    """``qs`` with the columns a task's representation needs, in the list's order."""
+    keys = _sort_keys(ordering, rank_keys)
+    return qs.only(*REPRESENTATION_FIELDS).order_by(*(key.expression() for key in keys))
 
 
 def _matching(*, user_id: str, filters: TaskFilters, search: Search | None = None):
@@ -366,15 +371,15 @@ def _refuse_relevance(filters: TaskFilters) -> None:
 
 
 def _ordered(qs: QuerySet[Task], search: Search | None, filters: TaskFilters) -> QuerySet[Task]:
-    rank_keys = search.rank_keys() if search is not None else {}
+    rank_keys = search.sql.rank_keys() if search is not None else {}
     if search is not None:
         qs = qs.alias(**rank_keys)
         if filters.highlight:
             qs = qs.annotate(
-                title_marked=search.headline("title"),
-                description_marked=search.headline("description"),
+                title_marked=search.sql.headline("title"),
+                description_marked=search.sql.headline("description"),
             )
-    return qs.only(*REPRESENTATION_FIELDS).order_by(*_order_by(filters.ordering, tuple(rank_keys)))
+    return _in_order(qs, filters.ordering, tuple(rank_keys))
 
 
 def task_queryset_for_user(
@@ -402,8 +407,8 @@ def _kept_count(criteria: _Criteria) -> RawSQL | None:
     """The total of a list of all or of the open tasks, as the triggers keep it (``TaskCount``),
     instead of counting them; None for a list with other filters."""
     column = {"all": "live", Status.PENDING: "open"}.get(criteria.status)
-    if column is None or criteria.shape[1:] != _Criteria(user_id="").shape[1:]:
-        return None  # another filter than the status
+    if column is None or not criteria.status_only:
+        return None
     table = connection.ops.quote_name(TaskCount._meta.db_table)
     return RawSQL(  # noqa: S611
         f"COALESCE((SELECT {column} FROM {table} WHERE user_id = %s), 0)",  # noqa: S608
@@ -508,9 +513,8 @@ class _PageRead:
 
 @dataclass(frozen=True)
 class PageStatement:
-    """A page read as one SQL statement the ORM cannot write (``search_page_statement``); it
-    reads like the values query of a list page: named rows of representation, total_count,
-    sequence[, title_marked, description_marked]."""
+    """A page read as one SQL statement (``search_page_statement``, ``_LIST_PAGES``): named
+    rows of representation, total_count, sequence[, title_marked, description_marked]."""
 
     sql: str
     params: tuple
@@ -605,32 +609,22 @@ def _read_page(
         statement = search_page_statement(
             user_id=user_id, search=search, filters=filters, limit=limit, offset=offset
         )
-        found = search
-        return _PageRead(
-            user_id=user_id,
-            limit=limit,
-            offset=offset,
-            search=search,
-            count=lambda: _matching(user_id=user_id, filters=filters, search=found)[0].count(),
-            read_again=statement.rows,
-            highlighted=filters.highlight,
-            rows=statement.rows(),
+    else:
+        # Its statement is compiled once per shape of its filters.
+        _refuse_relevance(filters)
+        criteria = _Criteria.of(user_id, filters)
+        sql, params = _LIST_PAGES.statement(
+            (criteria.shape, filters.ordering, limit, offset), criteria.values
         )
-    # A list without a search: its statement is compiled once per shape of its filters.
-    _refuse_relevance(filters)
-    criteria = _Criteria.of(user_id, filters)
-    sql, params = _LIST_PAGES.statement(
-        (criteria.shape, filters.ordering, limit, offset), criteria.values
-    )
-    statement = PageStatement(sql=sql, params=params, columns=_LIST_COLUMNS)
+        statement = PageStatement(sql=sql, params=params, columns=_LIST_COLUMNS)
     return _PageRead(
         user_id=user_id,
         limit=limit,
         offset=offset,
-        search=None,
-        count=lambda: criteria.filter(_live_tasks(user_id)).count(),
+        search=search,
+        count=lambda: _matching(user_id=user_id, filters=filters, search=search)[0].count(),
         read_again=statement.rows,
-        highlighted=False,
+        highlighted=search is not None and filters.highlight,
         rows=statement.rows(),
     )
 
@@ -642,18 +636,14 @@ def _list_page_sql(shape: tuple, values: tuple) -> tuple[str, Sequence[Any]]:
     criteria = _Criteria.bound(criteria_shape, values)
     user_id = criteria.user_id
     matching = criteria.filter(_live_tasks(user_id))
-
-    def ordered(qs: QuerySet[Task]) -> QuerySet[Task]:
-        return qs.only(*REPRESENTATION_FIELDS).order_by(*_order_by(ordering, ()))
-
-    page = ordered(matching)
+    page = _in_order(matching, ordering)
     start = offset
     if offset:
         # Read in index order, PostgreSQL writes the JSON of every row up to the page's end,
         # the ones the offset skips too: past the first page, the page's ids are found first,
         # then written.
         ids = page.values("pk")[offset : offset + limit]
-        page = ordered(_live_tasks(user_id).filter(pk__in=Subquery(ids)))
+        page = _in_order(_live_tasks(user_id).filter(pk__in=Subquery(ids)), ordering)
         start = 0
     selected = page.annotate(
         representation=RepresentationJson(),

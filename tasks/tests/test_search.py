@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.statements import StatementCache
 from tasks import selectors
 from tasks.search import Search, SearchSQL, parse
 from tasks.selectors import TaskFilters
@@ -161,8 +162,8 @@ def test_the_title_test_agrees_with_a_title_only_cover_density_rank(corpus, user
     with connection.cursor() as cursor:
         for query in queries:
             search = parse(query, user_id=user_id)
-            tsquery, params = search.tsquery()
-            in_title, in_title_params = search.in_title().sql, search.in_title().params
+            tsquery, params = search.sql.query, search.sql.params
+            in_title, in_title_params = search.sql.in_title().sql, search.sql.in_title().params
             cursor.execute(
                 f"SELECT count(*) FILTER (WHERE ({in_title}) IS DISTINCT FROM "
                 f"(ts_rank_cd('{{0,0,0,1}}', search_vector, {tsquery}) > 0)), count(*) "
@@ -247,9 +248,9 @@ def test_a_corrected_search_orders_as_if_it_tested_exact_words_on_every_row(
         return {"in_title": self.in_title(), "exact": self.exact(), "relevance": self.relevance()}
 
     monkeypatch.setattr(SearchSQL, "rank_keys", with_exact)
-    selectors._SEARCH_PAGES.clear()
+    # (in a statement cache of its own, which the test's end puts back)
+    monkeypatch.setattr(selectors, "_SEARCH_PAGES", StatementCache(selectors._search_page_sql))
     with_test = selectors.task_list_for_user(user_id=user_id, filters=typed, limit=50)
-    selectors._SEARCH_PAGES.clear()
 
     # then the same tasks come in the same order: a corrected word is never there as typed
     assert with_test.corrected == without_test.corrected == {"meetnig": "meeting"}

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from tasks import selectors, services
-from tasks.selectors import TaskFilters, _due_window
+from tasks.selectors import TaskFilters, _due_bounds
 
 pytestmark = pytest.mark.django_db
 
@@ -157,25 +157,18 @@ def test_due_filters(api, corpus):
 def test_due_windows_are_local_days_weeks_and_months():
     # Wednesday 2026-03-04 23:30 UTC is already Thursday 2026-03-05 in Tokyo.
     now = datetime(2026, 3, 4, 23, 30, tzinfo=UTC)
-    today = _due_window("today", "Asia/Tokyo", now)
-    assert dict(today.children) == {
-        "due_at__gte": datetime(2026, 3, 4, 15, 0, tzinfo=UTC),
-        "due_at__lt": datetime(2026, 3, 5, 15, 0, tzinfo=UTC),
-    } or [c[1] for c in today.children] == [
+    assert _due_bounds("today", "Asia/Tokyo", now) == (
         datetime(2026, 3, 4, 15, 0, tzinfo=UTC),
         datetime(2026, 3, 5, 15, 0, tzinfo=UTC),
-    ]
-    week = dict(_due_window("this_week", "Asia/Tokyo", now).children)
-    assert week["due_at__gte"] == datetime(2026, 3, 1, 15, 0, tzinfo=UTC)  # Monday 2 March, Tokyo
-    assert week["due_at__lt"] == datetime(2026, 3, 8, 15, 0, tzinfo=UTC)
-    month = dict(
-        _due_window(
-            "this_month", "Europe/London", datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
-        ).children
+    )
+    assert _due_bounds("this_week", "Asia/Tokyo", now) == (
+        datetime(2026, 3, 1, 15, 0, tzinfo=UTC),  # Monday 2 March, Tokyo
+        datetime(2026, 3, 8, 15, 0, tzinfo=UTC),
     )
     # 23:30 UTC on 31 March is 00:30 BST on 1 April: April in London, DST included.
-    assert month["due_at__gte"] == datetime(2026, 3, 31, 23, 0, tzinfo=UTC)
-    assert month["due_at__lt"] == datetime(2026, 4, 30, 23, 0, tzinfo=UTC)
+    assert _due_bounds(
+        "this_month", "Europe/London", datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
+    ) == (datetime(2026, 3, 31, 23, 0, tzinfo=UTC), datetime(2026, 4, 30, 23, 0, tzinfo=UTC))
 
 
 def test_orderings_put_nulls_last_and_break_ties_by_id(api, corpus):
