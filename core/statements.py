@@ -97,15 +97,14 @@ class CompiledStatement:
         return tuple(bound)
 
 
-def _compiled(sql: str, params: Sequence[Any], values: tuple) -> CompiledStatement:
-    marks = {_key(_placeholder(value, index)): index for index, value in enumerate(values)}
+def _compiled(sql: str, params: Sequence[Any], placeholders: tuple) -> CompiledStatement:
+    """The statement compiled with ``placeholders``, each parameter a slot of the value whose
+    placeholder it is (or a constant)."""
+    marks = {_key(placeholder): index for index, placeholder in enumerate(placeholders)}
     slots = []
     for param in params:
         if isinstance(param, Jsonb) and isinstance(param.obj, list):
-            members = tuple(
-                marks.get(_key(item)) if isinstance(item, str | int | datetime) else None
-                for item in param.obj
-            )
+            members = tuple(marks.get(_key(item)) for item in param.obj)
             slots.append(_Slot(members=members, template=param))
         else:
             slots.append(_Slot(index=marks.get(_key(param)), template=param))
@@ -143,7 +142,7 @@ class StatementCache:
         compiled: CompiledStatement | None = None
         if None not in placeholders:
             template_sql, template_params = self._build(shape, placeholders)
-            compiled = _compiled(template_sql, template_params, values)
+            compiled = _compiled(template_sql, template_params, placeholders)
             if compiled.sql != sql or [_key(p) for p in compiled.params(values)] != [
                 _key(p) for p in params
             ]:
