@@ -121,32 +121,51 @@ _LEXICON_FUNC = """
 """
 
 
+# What the kept counts count (``TaskCount``), in SQL over a task's columns: a task outside the
+# trash, and of those one still open (``OPEN`` says both as a filter).
+TASK_LIVE_SQL = "deleted_at IS NULL"
+TASK_OPEN_SQL = "NOT completed AND skipped_at IS NULL"
+
+
 def _count_change(*, new: bool, old: bool) -> str:
     """The statement trigger that adds what one statement changed to its users' counts
     (``TaskCount``): each task in the trash counts for nothing, each other task once in ``live``
-    and, while it is open (``OPEN``), once in ``open``. Users whose counts did not change are
-    not written (a title edit, a purge of the trash), and the rest in user order, so two
-    statements never wait for each other's rows in opposite orders."""
-    changes = []
-    if new:
-        changes.append(
-            "SELECT user_id, 1 AS live, (NOT completed AND skipped_at IS NULL)::int AS open "
-            "FROM new_rows WHERE deleted_at IS NULL"
-        )
-    if old:
-        changes.append(
-            "SELECT user_id, -1 AS live, -((NOT completed AND skipped_at IS NULL)::int) AS open "
-            "FROM old_rows WHERE deleted_at IS NULL"
-        )
+    and, while it is open, once in ``open``; a row's new version counts up and its old one
+    down. Users whose counts did not change are not written (a title edit, a purge of the
+    trash), and the rest in user order, so two statements never wait for each other's rows in
+    opposite orders."""
     # Constants only: the trigger's own SQL.
+    row_change = (
+        "SELECT user_id, {sign} AS live, {sign} * ({open})::int AS open FROM {rows} WHERE {live}"
+    )
+    changes = " UNION ALL ".join(
+        row_change.format(sign=sign, open=TASK_OPEN_SQL, rows=rows, live=TASK_LIVE_SQL)
+        for sign, rows, counted in ((1, "new_rows", new), (-1, "old_rows", old))
+        if counted
+    )
     return f"""
     INSERT INTO tasks_taskcount AS counted (user_id, live, open)
-    SELECT user_id, sum(live), sum(open) FROM ({" UNION ALL ".join(changes)}) AS change
+    SELECT user_id, sum(live), sum(open) FROM ({changes}) AS change
     GROUP BY user_id HAVING sum(live) <> 0 OR sum(open) <> 0 ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE
     SET live = counted.live + EXCLUDED.live, open = counted.open + EXCLUDED.open;
     RETURN NULL;
 """  # noqa: S608
+
+
+def _count_trigger(name: str, operation, *, new: bool, old: bool) -> pgtrigger.Trigger:
+    """A statement trigger keeping the counts through ``operation``, reading the rows it wrote
+    (``new``) and the ones it replaced or removed (``old``)."""
+    return pgtrigger.Trigger(
+        name=name,
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=operation,
+        referencing=pgtrigger.Referencing(
+            old="old_rows" if old else None, new="new_rows" if new else None
+        ),
+        func=_count_change(new=new, old=old),
+    )
 
 
 class Task(models.Model):
@@ -294,30 +313,9 @@ class Task(models.Model):
                 ),
                 func=_LEXICON_FUNC,
             ),
-            pgtrigger.Trigger(
-                name="task_count_on_insert",
-                level=pgtrigger.Statement,
-                when=pgtrigger.After,
-                operation=pgtrigger.Insert,
-                referencing=pgtrigger.Referencing(new="new_rows"),
-                func=_count_change(new=True, old=False),
-            ),
-            pgtrigger.Trigger(
-                name="task_count_on_update",
-                level=pgtrigger.Statement,
-                when=pgtrigger.After,
-                operation=pgtrigger.Update,
-                referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
-                func=_count_change(new=True, old=True),
-            ),
-            pgtrigger.Trigger(
-                name="task_count_on_delete",
-                level=pgtrigger.Statement,
-                when=pgtrigger.After,
-                operation=pgtrigger.Delete,
-                referencing=pgtrigger.Referencing(old="old_rows"),
-                func=_count_change(new=False, old=True),
-            ),
+            _count_trigger("task_count_on_insert", pgtrigger.Insert, new=True, old=False),
+            _count_trigger("task_count_on_update", pgtrigger.Update, new=True, old=True),
+            _count_trigger("task_count_on_delete", pgtrigger.Delete, new=False, old=True),
             pgtrigger.Trigger(
                 name="task_tags_shape",
                 when=pgtrigger.Before,

@@ -28,7 +28,14 @@ from events.services import event_records
 from idempotency.transactions import service_savepoint
 from tasks.errors import TaskConflict, TaskNotFound, TaskValidationError, VersionConflict
 from tasks.event_types import TaskPayload, task_event
-from tasks.models import APPLY_TO_CHOICES, TRASH_RETENTION, UNDO_WINDOW, Task
+from tasks.models import (
+    APPLY_TO_CHOICES,
+    TASK_LIVE_SQL,
+    TASK_OPEN_SQL,
+    TRASH_RETENTION,
+    UNDO_WINDOW,
+    Task,
+)
 from tasks.representation import iso, task_to_dict
 from tasks.signals import TaskChange, task_changed
 from tasks.validation import (
@@ -747,24 +754,21 @@ def _history_row(envelope: Envelope) -> dict:
     }
 
 
-# Each user's counts as the tasks say (``TaskCount``), and the users whose kept counts differ.
-_RECOUNT = """
+# Each user's counts as the tasks say (``TaskCount``), written where the kept ones differ.
+_RECOUNT = f"""
     WITH actual AS (
-        SELECT user_id, count(*) AS live,
-               count(*) FILTER (WHERE NOT completed AND skipped_at IS NULL) AS open
-        FROM tasks_task WHERE deleted_at IS NULL GROUP BY user_id
-    ), differing AS (
-        SELECT user_id, COALESCE(actual.live, 0) AS live, COALESCE(actual.open, 0) AS open
-        FROM actual FULL JOIN tasks_taskcount AS kept USING (user_id)
-        WHERE kept.user_id IS NULL AND actual.live > 0
-           OR actual.user_id IS NULL AND (kept.live, kept.open) <> (0, 0)
-           OR (kept.live, kept.open) <> (actual.live, actual.open)
+        SELECT user_id, count(*) AS live, count(*) FILTER (WHERE {TASK_OPEN_SQL}) AS open
+        FROM tasks_task WHERE {TASK_LIVE_SQL} GROUP BY user_id
     )
     INSERT INTO tasks_taskcount AS counted (user_id, live, open)
-    SELECT user_id, live, open FROM differing ORDER BY user_id
+    SELECT user_id, COALESCE(actual.live, 0), COALESCE(actual.open, 0)
+    FROM actual FULL JOIN tasks_taskcount AS kept USING (user_id)
+    WHERE (COALESCE(actual.live, 0), COALESCE(actual.open, 0))
+        IS DISTINCT FROM (COALESCE(kept.live, 0), COALESCE(kept.open, 0))
+    ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE SET live = EXCLUDED.live, open = EXCLUDED.open
     RETURNING user_id
-"""
+"""  # noqa: S608
 
 
 def task_counts_recount() -> list[str]:

@@ -87,6 +87,15 @@ def test_the_list_of_all_and_of_open_tasks_reports_the_kept_count(api, user_id, 
     assert (pending["count"], everything["count"], filtered["count"]) == (3, 4, 3)
     assert _counted(user_id) == (4, 3)
 
+    # and the totals are the kept ones (here made to differ), while a list with another filter
+    # counts its tasks
+    TaskCount.objects.filter(user_id=user_id).update(live=40, open=30)
+    totals = [
+        api.get("/api/tasks/", query).json()["count"]
+        for query in ({"status": "pending"}, {}, {"status": "pending", "priority": "medium"})
+    ]
+    assert totals == [30, 40, 3]
+
 
 def test_a_user_without_tasks_lists_none(api):
     body = api.get("/api/tasks/", {"status": "pending"}).json()
