@@ -328,7 +328,7 @@ def _sort_keys(ordering: tuple[str, ...], rank_keys: tuple[str, ...]) -> list[_S
         name = term.lstrip("-")
         column = ORDERINGS[name]
         if column == "relevance":
-            # Title matches first, then exact words, then the score (``Search.rank_keys``);
+            # Title matches first, then exact words, then the score (``SearchSQL.rank_keys``);
             # "-relevance" reads the same.
             keys += [_SortKey(key, descending=True) for key in rank_keys]
             descending = True
